@@ -1,0 +1,56 @@
+use super::*;
+
+#[test]
+fn alloc_free_reuses_chunk() {
+    let a = Arena::new(1 << 20);
+    let p = a.alloc(40);
+    // SAFETY: p is ours, unused afterwards.
+    unsafe { a.free(p.as_ptr()) };
+    let q = a.alloc(40);
+    assert_eq!(p, q);
+    // SAFETY: as above.
+    unsafe { a.free(q.as_ptr()) };
+}
+
+#[test]
+fn foreign_and_interior_pointers_are_reported() {
+    let a = Arena::new(1 << 20);
+    let b = Arena::new(1 << 20);
+    let p = a.alloc(64);
+    // SAFETY: any pointer may be passed to try_free; errors leave arenas unchanged.
+    unsafe {
+        assert!(matches!(b.try_free(p.as_ptr()), Err(Error::ForeignPointer { .. })));
+        assert!(matches!(a.try_free(p.as_ptr().add(8)), Err(Error::ForeignPointer { .. })));
+        assert!(matches!(a.try_free(core::ptr::null_mut()), Err(Error::NullPointer)));
+        a.free(p.as_ptr());
+        assert!(matches!(a.try_free(p.as_ptr()), Err(Error::DoubleFree { .. })));
+    }
+}
+
+#[test]
+fn pools_double_and_capacity_binds() {
+    let a = Arena::new(64 << 10);
+    let mut v = Vec::new();
+    while let Ok(p) = a.try_alloc(4096) {
+        v.push(p);
+    }
+    assert_eq!(v.len(), 16);
+    assert_eq!(a.info().heap, 64 << 10);
+    for p in v {
+        // SAFETY: ours, freed once.
+        unsafe { a.free(p.as_ptr()) };
+    }
+    assert_eq!(a.trim(), 64 << 10);
+}
+
+#[test]
+fn huge_chunk_gets_its_own_segment() {
+    let a = Arena::new(16 << 20);
+    let p = a.alloc(6 << 20);
+    assert!(a.chunk_size(p.as_ptr()) >= 6 << 20);
+    // SAFETY: p holds at least 6 MiB.
+    unsafe { p.as_ptr().add((6 << 20) - 1).write(1) };
+    // SAFETY: ours, freed once.
+    unsafe { a.free(p.as_ptr()) };
+    assert!(a.trim() >= 6 << 20);
+}

@@ -1,0 +1,176 @@
+//! The slab table: every request size from 1 byte to 1 TiB rounds up to one
+//! of a fixed set of chunk sizes ("slabs").
+//!
+//! The table is computed by `const fn` at compile time (no `build.rs`): the
+//! rule is three lines, so generating it in Rust keeps the rule and the table
+//! in one place, and the compiler proves it is a constant.
+//!
+//! Rule: starting at 8, the next slab after `s` is `s` rounded up to the next
+//! multiple of `step(s) = max(8, largest power of two <= s / 20)`. Hence:
+//! * sizes up to 160 B are multiples of 8 (67 -> 72);
+//! * two consecutive slabs are at most `max(8, 5% of the smaller)` apart, so a
+//!   request above 160 B never wastes more than 5%;
+//! * within a run of equal steps every multiple of the step is a slab, which is
+//!   what makes aligned lookups cheap: the smallest slab that is a multiple of
+//!   a power of two `a` and holds `size` is `suitable(round_up(size, a))`.
+
+/// The largest capacity an [`Arena`](crate::Arena) may have, and the largest
+/// request size: 1 TiB, the seed's `Maxarenasize`.
+///
+/// ```
+/// assert_eq!(flistalloc::MAX_ARENA_SIZE, 1 << 40);
+/// ```
+pub const MAX_ARENA_SIZE: usize = 1 << 40;
+
+/// Page size assumed for pools: chunk areas start page-aligned.
+pub(crate) const PAGE: usize = 4096;
+
+/// Requests up to this size use the O(1) lookup table.
+const SMALL_LIMIT: usize = 1024;
+
+const fn step(s: usize) -> usize {
+    let fifth = s / 20;
+    if fifth < 16 {
+        8
+    } else {
+        1 << (usize::BITS - 1 - fifth.leading_zeros())
+    }
+}
+
+const fn next_slab(s: usize) -> usize {
+    let st = step(s);
+    (s + st) / st * st
+}
+
+const fn count_slabs() -> usize {
+    let mut n = 1;
+    let mut s = 8;
+    while s < MAX_ARENA_SIZE {
+        s = next_slab(s);
+        n += 1;
+    }
+    n
+}
+
+/// Number of slabs between 8 B and 1 TiB.
+pub(crate) const NUM_SLABS: usize = count_slabs();
+
+const fn build_slabs() -> [usize; NUM_SLABS] {
+    let mut t = [0usize; NUM_SLABS];
+    let mut s = 8;
+    let mut i = 0;
+    while i < NUM_SLABS {
+        t[i] = s;
+        s = next_slab(s);
+        i += 1;
+    }
+    t
+}
+
+static SLABS: [usize; NUM_SLABS] = build_slabs();
+
+const SMALL_ENTRIES: usize = SMALL_LIMIT / 8 + 1;
+
+/// `SMALL[(size + 7) / 8]` is the slab index for `size <= 1024`: 129 bytes,
+/// two cache lines. Slab indices below 1 KiB fit a byte.
+const fn build_small() -> [u8; SMALL_ENTRIES] {
+    let slabs = build_slabs();
+    let mut t = [0u8; SMALL_ENTRIES];
+    let mut k = 0;
+    let mut idx = 0;
+    while k < SMALL_ENTRIES {
+        let size = if k == 0 { 1 } else { k * 8 };
+        while slabs[idx] < size {
+            idx += 1;
+        }
+        assert!(idx < 256);
+        t[k] = idx as u8;
+        k += 1;
+    }
+    t
+}
+
+static SMALL: [u8; SMALL_ENTRIES] = build_small();
+
+/// All slab sizes, strictly increasing, from 8 B to 1 TiB (the last is
+/// exactly 1 TiB).
+///
+/// ```
+/// let s = flistalloc::slabs();
+/// assert_eq!(s[0], 8);
+/// assert!(s.windows(2).all(|w| w[0] < w[1]));
+/// assert!(*s.last().unwrap() >= 1 << 40);
+/// ```
+pub fn slabs() -> &'static [usize] {
+    &SLABS
+}
+
+/// The slab (chunk size) that serves a request of `size` bytes: the smallest
+/// slab `>= size`. Size 0 is served as size 1.
+///
+/// # Panics
+/// When `size` is above [`MAX_ARENA_SIZE`] (1 TiB).
+///
+/// ```
+/// assert_eq!(flistalloc::suitable_slab(67), 72);
+/// assert_eq!(flistalloc::suitable_slab(0), 8);
+/// ```
+pub fn suitable_slab(size: usize) -> usize {
+    assert!(
+        size <= MAX_ARENA_SIZE,
+        "flistalloc: size {size} is above the largest slab (1 TiB)"
+    );
+    SLABS[slab_index(size)]
+}
+
+/// Index of the smallest slab `>= size`. Requires `size <= MAX_ARENA_SIZE`.
+#[inline(always)]
+pub(crate) fn slab_index(size: usize) -> usize {
+    if size <= SMALL_LIMIT {
+        SMALL[(size + 7) >> 3] as usize
+    } else {
+        slab_index_large(size)
+    }
+}
+
+#[inline(never)]
+fn slab_index_large(size: usize) -> usize {
+    SLABS.partition_point(|&s| s < size)
+}
+
+/// Index of the smallest slab that holds `size` bytes with chunks aligned to
+/// `align` (a power of two), or `None` when no slab can: `align` above the
+/// page or the rounded size above 1 TiB.
+#[inline(always)]
+pub(crate) fn slab_index_aligned(size: usize, align: usize) -> Option<usize> {
+    if align <= 8 {
+        if size > MAX_ARENA_SIZE {
+            return None;
+        }
+        return Some(slab_index(size));
+    }
+    if align > PAGE || size > MAX_ARENA_SIZE {
+        return None;
+    }
+    // Every multiple of `align` that lies in a run of steps <= align is a
+    // slab, and every slab in a run of steps > align is a multiple of align:
+    // so the slab serving the rounded size is aligned (see module docs).
+    let rounded = (size.max(1) + align - 1) & !(align - 1);
+    Some(slab_index(rounded))
+}
+
+/// The slab size at `index`.
+#[inline(always)]
+pub(crate) fn slab_size(index: usize) -> usize {
+    SLABS[index]
+}
+
+/// Alignment guaranteed for chunks of a slab: the largest power of two that
+/// divides it, capped at the page.
+#[cfg(test)]
+pub(crate) fn chunk_align(slab: usize) -> usize {
+    (1usize << slab.trailing_zeros()).min(PAGE)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+use super::*;
+
+#[test]
+fn table_shape() {
+    let s = slabs();
+    assert_eq!(s[0], 8);
+    assert_eq!(*s.last().unwrap(), MAX_ARENA_SIZE);
+    for w in s.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        assert!(a < b);
+        assert_eq!(b % 8, 0);
+        let bound = 8usize.max((a / 20) & !7);
+        assert!(b - a <= bound, "{a} -> {b} gap above {bound}");
+    }
+}
+
+#[test]
+fn sixty_seven_is_seventy_two() {
+    assert_eq!(suitable_slab(67), 72);
+    assert_eq!(suitable_slab(1), 8);
+    assert_eq!(suitable_slab(0), 8);
+    assert_eq!(suitable_slab(MAX_ARENA_SIZE), MAX_ARENA_SIZE);
+}
+
+#[test]
+#[should_panic(expected = "above the largest slab")]
+fn above_one_tib_panics() {
+    suitable_slab(MAX_ARENA_SIZE + 1);
+}
+
+fn check(size: usize, align: usize) {
+    let idx = slab_index_aligned(size, align).expect("served");
+    let slab = slab_size(idx);
+    assert!(slab >= size.max(1), "size {size} align {align}");
+    assert!(chunk_align(slab) >= align, "size {size} align {align} slab {slab}");
+    if idx > 0 {
+        // It is the smallest aligned slab.
+        let prev = slabs()[..idx]
+            .iter()
+            .rev()
+            .find(|&&s| chunk_align(s) >= align)
+            .copied();
+        if let Some(p) = prev {
+            assert!(p < size.max(1), "size {size} align {align}: {p} also fits");
+        }
+    }
+    let waste = slab - size.max(1);
+    if align <= 8 {
+        if size > 160 {
+            assert!(waste * 20 <= size, "size {size}: slab {slab} wastes over 5%");
+        } else {
+            assert!(waste < 8);
+        }
+    } else {
+        assert!(waste <= size / 20 + align, "size {size} align {align} slab {slab}");
+    }
+}
+
+#[test]
+fn every_small_size_and_alignment() {
+    let max = if cfg!(miri) { 2048 } else { 65536 };
+    let mut align = 1;
+    while align <= PAGE {
+        for size in 1..=max {
+            check(size, align);
+        }
+        align *= 2;
+    }
+}
+
+#[test]
+fn sampled_sizes_up_to_one_tib() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let n = if cfg!(miri) { 200 } else { 100_000 };
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let bits = (x % 41) as u32;
+        let size = ((x >> 8) as usize & ((1usize << bits) - 1)).clamp(1, MAX_ARENA_SIZE);
+        let align = 1usize << ((x >> 50) % 13);
+        check(size, align);
+    }
+}
+
+#[test]
+fn small_table_matches_search() {
+    for size in 0..=SMALL_LIMIT {
+        assert_eq!(slab_index(size), slab_index_large(size.max(1)));
+    }
+}
+
+#[test]
+fn big_alignment_refused() {
+    assert_eq!(slab_index_aligned(16, 8192), None);
+    assert_eq!(slab_index_aligned(MAX_ARENA_SIZE + 1, 8), None);
+}
