@@ -8,7 +8,9 @@
 use crate::error::Error;
 use crate::os;
 use crate::pool::{self, FreeChunk, Pool};
-use crate::segment::{Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL};
+use crate::segment::{
+    Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
+};
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
 use crate::size_class::{self, PAGE};
 use crate::stats::{Info, SlabUse};
@@ -57,7 +59,12 @@ fn next_tag() -> usize {
 
 impl Core {
     /// Maps a new core serving requested sizes `min..=max`.
-    pub fn create(capacity: usize, min: usize, max: usize, tag: usize) -> Result<NonNull<Core>, Error> {
+    pub fn create(
+        capacity: usize,
+        min: usize,
+        max: usize,
+        tag: usize,
+    ) -> Result<NonNull<Core>, Error> {
         if capacity > MAX_ARENA_SIZE {
             return Err(Error::CapacityTooLarge { capacity });
         }
@@ -168,15 +175,17 @@ impl Core {
             let st = self.slabs.add(idx - self.lo);
             loop {
                 let pool = (*st).avail;
-                let Some(p) = pool.as_mut() else { break };
-                if let Some(c) = take(p) {
+                if pool.is_null() {
+                    break;
+                }
+                if let Some(c) = take(&mut *pool) {
                     return Ok(c);
                 }
-                unlink(st, p);
+                unlink(st, pool);
             }
-            let p = &mut *self.new_pool(idx)?;
+            let p = self.new_pool(idx)?;
             link(st, p);
-            Ok(take(p).expect("a new pool has room"))
+            Ok(take(&mut *p).expect("a new pool has room"))
         }
     }
 
@@ -195,15 +204,23 @@ impl Core {
         let owner = (self as *mut Core).cast::<()>();
         let pool = if bytes > MAX_NORMAL_POOL {
             let size = (HEADER_BYTES + bytes).div_ceil(SEGMENT_SIZE) * SEGMENT_SIZE;
-            let seg = Segment::create(size, true, self.tag, owner).ok_or(Error::OutOfMemory { bytes: size })?;
-            // SAFETY: fresh segment, ours alone.
+            let seg = Segment::create(size, true, self.tag, owner)
+                .ok_or(Error::OutOfMemory { bytes: size })?;
+            let s = seg.as_ptr();
+            // SAFETY: fresh segment, ours alone; slot 0 exists.
             unsafe {
-                self.push_segment(seg.as_ptr());
-                let s = &mut *seg.as_ptr();
-                s.live_pools = 1;
-                s.free_pages = 0;
-                s.pools[0].init(s.base().add(HEADER_BYTES), bytes, chunk, idx, HEADER_PAGES as u32);
-                &mut s.pools[0] as *mut Pool
+                self.push_segment(s);
+                (*s).live_pools = 1;
+                (*s).free_pages = 0;
+                let p = Segment::pool_ptr(s, 0);
+                (*p).init(
+                    Segment::base(s).add(HEADER_BYTES),
+                    bytes,
+                    chunk,
+                    idx,
+                    HEADER_PAGES as u32,
+                );
+                p
             }
         } else {
             let pages = bytes / PAGE;
@@ -211,10 +228,16 @@ impl Core {
             // SAFETY: `seg` is a live segment of ours with `slot` free and
             // pages `first..first+pages` free (checked by `place`).
             unsafe {
-                let s = &mut *seg;
-                s.claim(slot, first, pages);
-                s.pools[slot].init(s.base().add(first * PAGE), bytes, chunk, idx, first as u32);
-                &mut s.pools[slot] as *mut Pool
+                (*seg).claim(slot, first, pages);
+                let p = Segment::pool_ptr(seg, slot);
+                (*p).init(
+                    Segment::base(seg).add(first * PAGE),
+                    bytes,
+                    chunk,
+                    idx,
+                    first as u32,
+                );
+                p
             }
         };
         st.held += 1;
@@ -239,9 +262,10 @@ impl Core {
             }
         }
         let owner = (self as *mut Core).cast::<()>();
-        let seg = Segment::create(SEGMENT_SIZE, false, self.tag, owner).ok_or(Error::OutOfMemory {
-            bytes: SEGMENT_SIZE,
-        })?;
+        let seg =
+            Segment::create(SEGMENT_SIZE, false, self.tag, owner).ok_or(Error::OutOfMemory {
+                bytes: SEGMENT_SIZE,
+            })?;
         // SAFETY: fresh segment, ours alone.
         unsafe { self.push_segment(seg.as_ptr()) };
         Ok((seg.as_ptr(), 0, HEADER_PAGES))
@@ -282,36 +306,35 @@ impl Core {
 
     /// Finds the pool of a chunk this core handed out.
     #[inline(always)]
-    fn pool_of(&self, ptr: *mut u8) -> Result<&mut Pool, Error> {
-        let addr = ptr as usize;
+    fn pool_of(&self, addr: usize) -> Result<*mut Pool, Error> {
         let entry = segment_map::lookup(addr);
         if entry & TAG_MASK != self.tag {
             return Err(Error::ForeignPointer { addr });
         }
-        let seg = if entry & HUGE_FLAG == 0 {
-            ptr.map_addr(|a| a & !(SEGMENT_SIZE - 1))
+        let base = if entry & HUGE_FLAG == 0 {
+            addr & !(SEGMENT_SIZE - 1)
         } else {
-            ptr.with_addr(entry & !(SEGMENT_SIZE - 1))
-        }
-        .cast::<Segment>();
+            entry & !(SEGMENT_SIZE - 1)
+        };
+        let seg = Segment::from_addr(base);
         // SAFETY: the segment map says a live segment with our tag covers
-        // `addr`, and its header starts at `seg`; headers are only written by
-        // their owner, which (owner check) is us.
+        // `addr` with its header at `base`; headers are only written by their
+        // owner, which (owner check) is us. Fields are read through the raw
+        // pointer, so no reference to the header outlives this function.
         unsafe {
-            let s = &mut *seg;
-            if s.owner != (self as *const Core).cast_mut().cast() {
+            if (*seg).owner != (self as *const Core).cast_mut().cast() {
                 return Err(Error::ForeignPointer { addr });
             }
-            let slot = if s.huge {
+            let slot = if entry & HUGE_FLAG != 0 {
                 0
             } else {
-                s.pool_at((addr - seg as usize) / PAGE)
+                (*seg).pool_at((addr - base) / PAGE)
             };
             if slot == NO_POOL {
                 return Err(Error::ForeignPointer { addr });
             }
-            let pool = &mut *core::ptr::addr_of_mut!(s.pools[slot as usize]);
-            if !pool.is_chunk_start(addr) {
+            let pool = Segment::pool_ptr(seg, slot as usize);
+            if !(*pool).is_chunk_start(addr) {
                 return Err(Error::ForeignPointer { addr });
             }
             Ok(pool)
@@ -327,20 +350,22 @@ impl Core {
         if ptr.is_null() {
             return Err(Error::NullPointer);
         }
-        let pool: *mut Pool = self.pool_of(ptr)?;
-        // SAFETY: pool is a live pool of ours; ptr is a chunk start it carved,
-        // which the caller no longer uses, so we may write the link into it.
+        let addr = ptr as usize;
+        let pool = self.pool_of(addr)?;
+        // SAFETY: pool is a live pool of ours; addr is a chunk start it carved,
+        // which the caller no longer uses, so we may write the link into it
+        // (through a pointer with the pool's own provenance).
         unsafe {
             let p = &mut *pool;
-            let c = ptr.cast::<FreeChunk>();
+            let c = p.start.with_addr(addr).cast::<FreeChunk>();
             if c == p.free || p.used == 0 {
-                return Err(Error::DoubleFree { addr: ptr as usize });
+                return Err(Error::DoubleFree { addr });
             }
             (*c).next = p.free;
             p.free = c;
             p.used -= 1;
             if !p.in_avail {
-                link(self.slabs.add(p.slab as usize - self.lo), p);
+                link(self.slabs.add(p.slab as usize - self.lo), pool);
             }
         }
         Ok(())
@@ -348,7 +373,9 @@ impl Core {
 
     /// The slab size of a chunk this core handed out.
     pub fn chunk_size(&self, ptr: *const u8) -> Result<usize, Error> {
-        Ok(self.pool_of(ptr.cast_mut())?.chunk_size)
+        let pool = self.pool_of(ptr as usize)?;
+        // SAFETY: pool_of returns live pools of ours.
+        Ok(unsafe { (*pool).chunk_size })
     }
 
     fn pools(&self) -> impl Iterator<Item = &Pool> {
@@ -409,20 +436,19 @@ impl Core {
             // destroy; pools we release are empty (used == 0).
             unsafe {
                 let next = (*seg).next;
-                let s = &mut *seg;
-                for slot in 0..s.pools.len() {
-                    let p = &mut *core::ptr::addr_of_mut!(s.pools[slot]);
-                    if p.live && p.used == 0 {
-                        let st = self.slabs.add(p.slab as usize - self.lo);
-                        if p.in_avail {
+                for slot in 0..POOLS_PER_SEGMENT {
+                    let p = Segment::pool_ptr(seg, slot);
+                    if (*p).live && (*p).used == 0 {
+                        let st = self.slabs.add((*p).slab as usize - self.lo);
+                        if (*p).in_avail {
                             unlink(st, p);
                         }
                         (*st).held -= 1;
-                        self.heap -= p.bytes();
-                        s.release_pool(slot);
+                        self.heap -= (*p).bytes();
+                        (*seg).release_pool(slot);
                     }
                 }
-                if s.live_pools == 0 {
+                if (*seg).live_pools == 0 {
                     self.drop_segment(seg);
                 }
                 seg = next;
@@ -451,40 +477,43 @@ fn take(p: &mut Pool) -> Option<NonNull<u8>> {
     None
 }
 
-/// Puts `p` at the head of its slab's list of pools with room.
+/// Puts `p` at the head of its slab's list of pools with room. The list
+/// stores raw pointers derived from the segment, never from references.
 ///
 /// # Safety
 /// `st` is the slab state of `p`'s slab; `p` is live and not in the list.
-unsafe fn link(st: *mut SlabState, p: &mut Pool) {
+unsafe fn link(st: *mut SlabState, p: *mut Pool) {
     // SAFETY: contract; the old head is a live pool of the same list.
     unsafe {
         let head = (*st).avail;
-        p.next = head;
-        p.prev = null_mut();
-        if let Some(h) = head.as_mut() {
-            h.prev = p;
+        (*p).next = head;
+        (*p).prev = null_mut();
+        if !head.is_null() {
+            (*head).prev = p;
         }
         (*st).avail = p;
+        (*p).in_avail = true;
     }
-    p.in_avail = true;
 }
 
 /// # Safety
 /// `p` is in the list of `st`.
-unsafe fn unlink(st: *mut SlabState, p: &mut Pool) {
+unsafe fn unlink(st: *mut SlabState, p: *mut Pool) {
     // SAFETY: contract; neighbours are live pools of the same list.
     unsafe {
-        match p.prev.as_mut() {
-            Some(prev) => prev.next = p.next,
-            None => (*st).avail = p.next,
+        let (prev, next) = ((*p).prev, (*p).next);
+        if prev.is_null() {
+            (*st).avail = next;
+        } else {
+            (*prev).next = next;
         }
-        if let Some(n) = p.next.as_mut() {
-            n.prev = p.prev;
+        if !next.is_null() {
+            (*next).prev = prev;
         }
+        (*p).next = null_mut();
+        (*p).prev = null_mut();
+        (*p).in_avail = false;
     }
-    p.next = null_mut();
-    p.prev = null_mut();
-    p.in_avail = false;
 }
 
 /// A single-threaded heap with a hard capacity, released in one go: the flist

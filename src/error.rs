@@ -24,7 +24,11 @@ pub enum Error {
     /// The alignment is above the page size (4096), which slabs cannot promise.
     UnsupportedAlignment { align: usize },
     /// A new pool would take the arena's heap over its capacity.
-    OutOfCapacity { needed: usize, heap: usize, capacity: usize },
+    OutOfCapacity {
+        needed: usize,
+        heap: usize,
+        capacity: usize,
+    },
     /// The operating system refused to map memory.
     OutOfMemory { bytes: usize },
     /// `free` of a null pointer.

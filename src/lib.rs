@@ -17,7 +17,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(all(target_pointer_width = "64", unix)))]
-compile_error!("flistalloc supports 64-bit Unix targets only (developed on x86_64 and aarch64 Linux)");
+compile_error!(
+    "flistalloc supports 64-bit Unix targets only (developed on x86_64 and aarch64 Linux)"
+);
 
 mod arena;
 mod error;

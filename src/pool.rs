@@ -178,7 +178,9 @@ impl Pool {
     #[inline(always)]
     pub fn is_chunk_start(&self, addr: usize) -> bool {
         let off = addr.wrapping_sub(self.start as usize);
-        addr < self.fresh as usize && off < (self.end as usize - self.start as usize) && self.div.divides(off)
+        addr < self.fresh as usize
+            && off < (self.end as usize - self.start as usize)
+            && self.div.divides(off)
     }
 
     pub fn bytes(&self) -> usize {
@@ -194,7 +196,10 @@ mod tests {
     fn divisor_matches_modulo() {
         for d in [8usize, 24, 72, 168, 4096, 5000, 12_345_672, 1 << 40] {
             let div = Divisor::new(d);
-            for x in (0..d * 40).step_by((d / 7).max(1)).chain([d * 3, d * 1000, usize::MAX - 7]) {
+            for x in (0..d * 40)
+                .step_by((d / 7).max(1))
+                .chain([d * 3, d * 1000, usize::MAX - 7])
+            {
                 assert_eq!(div.divides(x), x % d == 0, "d {d} x {x}");
             }
         }

@@ -74,7 +74,7 @@ impl Segment {
                 (*s).used[p / 64] |= 1 << (p % 64);
             }
         }
-        let entry = base.as_ptr() as usize | tag | if huge { HUGE_FLAG } else { 0 };
+        let entry = base.as_ptr().expose_provenance() | tag | if huge { HUGE_FLAG } else { 0 };
         if !segment_map::insert(base.as_ptr() as usize, size, entry) {
             // SAFETY: the mapping was made above and never published.
             unsafe { os::unmap(base, size, SEGMENT_SIZE) };
@@ -95,8 +95,28 @@ impl Segment {
         unsafe { os::unmap(seg.cast(), size, SEGMENT_SIZE) };
     }
 
-    pub fn base(&self) -> *mut u8 {
-        (self as *const Segment).cast_mut().cast()
+    /// The segment's first byte. Pointers to chunks are derived from the raw
+    /// segment pointer, never from a reference to the header, so they keep
+    /// the mapping's provenance.
+    pub fn base(seg: *mut Segment) -> *mut u8 {
+        seg.cast()
+    }
+
+    /// The header slot of pool `slot`, derived without a reference.
+    ///
+    /// # Safety
+    /// `seg` is a live segment; `slot < POOLS_PER_SEGMENT`.
+    pub unsafe fn pool_ptr(seg: *mut Segment, slot: usize) -> *mut Pool {
+        // SAFETY: in bounds of the live header (contract).
+        unsafe { core::ptr::addr_of_mut!((*seg).pools[slot]) }
+    }
+
+    /// The header of the segment at `base`, as recorded in the segment map.
+    /// Its provenance is the one `create` exposed, so the header can be read
+    /// whatever pointer led here (a user's pointer may only cover its chunk).
+    #[inline(always)]
+    pub fn from_addr(base: usize) -> *mut Segment {
+        core::ptr::with_exposed_provenance_mut(base)
     }
 
     /// Finds `n` contiguous free pages; returns the first page index.
@@ -178,11 +198,20 @@ mod tests {
         // SAFETY: a live segment owned by this test.
         unsafe {
             let s = &mut *seg.as_ptr();
-            assert_eq!(segment_map::lookup(s.base() as usize + 100) & 0x1f_ffff, 5);
+            assert_eq!(
+                segment_map::lookup(seg.as_ptr() as usize + 100) & 0x1f_ffff,
+                5
+            );
             let first = s.find_pages(4).unwrap();
             assert_eq!(first, HEADER_PAGES);
             s.claim(0, first, 4);
-            s.pools[0].init(s.base().add(first * PAGE), 4 * PAGE, 64, 7, first as u32);
+            s.pools[0].init(
+                Segment::base(seg.as_ptr()).add(first * PAGE),
+                4 * PAGE,
+                64,
+                7,
+                first as u32,
+            );
             assert_eq!(s.pool_at(first + 3), 0);
             assert_eq!(s.find_pages(2).unwrap(), first + 4);
             s.release_pool(0);

@@ -17,7 +17,12 @@ impl Arena {
 
     /// # Safety
     /// `ptr` is a live block of this arena fitting `old`.
-    unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         let old_idx = Self::slab_of(old).ok_or(AllocError)?;
         let new_idx = Self::slab_of(new).ok_or(AllocError)?;
         let core = self.core();
@@ -31,10 +36,17 @@ impl Arena {
         // caller may rely on (the smaller of the two sizes), then free the
         // old block, which the caller hands over to us.
         unsafe {
-            core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.as_ptr(), old.size().min(new.size()));
+            core::ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                fresh.as_ptr(),
+                old.size().min(new.size()),
+            );
             self.free(ptr.as_ptr());
         }
-        Ok(NonNull::slice_from_raw_parts(fresh, size_class::slab_size(idx)))
+        Ok(NonNull::slice_from_raw_parts(
+            fresh,
+            size_class::slab_size(idx),
+        ))
     }
 }
 
@@ -53,7 +65,12 @@ unsafe impl Allocator for &Arena {
         unsafe { self.free(ptr.as_ptr()) }
     }
 
-    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller contract.
         unsafe { self.resize(ptr, old, new) }
     }
@@ -77,7 +94,12 @@ unsafe impl Allocator for &Arena {
         Ok(block)
     }
 
-    unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller contract.
         unsafe { self.resize(ptr, old, new) }
     }

@@ -19,11 +19,23 @@ fn foreign_and_interior_pointers_are_reported() {
     let p = a.alloc(64);
     // SAFETY: any pointer may be passed to try_free; errors leave arenas unchanged.
     unsafe {
-        assert!(matches!(b.try_free(p.as_ptr()), Err(Error::ForeignPointer { .. })));
-        assert!(matches!(a.try_free(p.as_ptr().add(8)), Err(Error::ForeignPointer { .. })));
-        assert!(matches!(a.try_free(core::ptr::null_mut()), Err(Error::NullPointer)));
+        assert!(matches!(
+            b.try_free(p.as_ptr()),
+            Err(Error::ForeignPointer { .. })
+        ));
+        assert!(matches!(
+            a.try_free(p.as_ptr().add(8)),
+            Err(Error::ForeignPointer { .. })
+        ));
+        assert!(matches!(
+            a.try_free(core::ptr::null_mut()),
+            Err(Error::NullPointer)
+        ));
         a.free(p.as_ptr());
-        assert!(matches!(a.try_free(p.as_ptr()), Err(Error::DoubleFree { .. })));
+        assert!(matches!(
+            a.try_free(p.as_ptr()),
+            Err(Error::DoubleFree { .. })
+        ));
     }
 }
 

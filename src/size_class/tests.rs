@@ -32,7 +32,10 @@ fn check(size: usize, align: usize) {
     let idx = slab_index_aligned(size, align).expect("served");
     let slab = slab_size(idx);
     assert!(slab >= size.max(1), "size {size} align {align}");
-    assert!(chunk_align(slab) >= align, "size {size} align {align} slab {slab}");
+    assert!(
+        chunk_align(slab) >= align,
+        "size {size} align {align} slab {slab}"
+    );
     if idx > 0 {
         // It is the smallest aligned slab.
         let prev = slabs()[..idx]
@@ -47,12 +50,18 @@ fn check(size: usize, align: usize) {
     let waste = slab - size.max(1);
     if align <= 8 {
         if size > 160 {
-            assert!(waste * 20 <= size, "size {size}: slab {slab} wastes over 5%");
+            assert!(
+                waste * 20 <= size,
+                "size {size}: slab {slab} wastes over 5%"
+            );
         } else {
             assert!(waste < 8);
         }
     } else {
-        assert!(waste <= size / 20 + align, "size {size} align {align} slab {slab}");
+        assert!(
+            waste <= size / 20 + align,
+            "size {size} align {align} slab {slab}"
+        );
     }
 }
 
