@@ -13,6 +13,7 @@ use crate::segment::{
 };
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
 use crate::size_class::{self, PAGE};
+use crate::stats;
 use crate::stats::{Info, SlabUse};
 use crate::MAX_ARENA_SIZE;
 use core::alloc::Layout;
@@ -33,18 +34,37 @@ pub(crate) struct SlabState {
 /// by its slab table, so its address is stable (segments point back to it).
 #[repr(C)]
 pub(crate) struct Core {
-    slabs: *mut SlabState,
+    pub slabs: *mut SlabState,
     /// Slab indices `lo..=hi` have a `SlabState`.
-    lo: usize,
-    hi: usize,
-    min_size: usize,
-    max_size: usize,
-    capacity: usize,
-    heap: usize,
-    segments: *mut Segment,
-    segment_count: usize,
-    tag: usize,
+    pub lo: usize,
+    pub hi: usize,
+    pub min_size: usize,
+    pub max_size: usize,
+    pub capacity: usize,
+    pub heap: usize,
+    pub segments: *mut Segment,
+    pub segment_count: usize,
+    pub tag: usize,
     mapping_bytes: usize,
+    /// Global-allocator heap state, idle in an `Arena` (see `global/heap.rs`).
+    pub global: HeapState,
+}
+
+/// What a thread heap of the global allocator keeps beyond an `Arena`.
+#[repr(C)]
+pub(crate) struct HeapState {
+    /// This core is a thread heap: capacity is the process-wide budget, empty
+    /// pools beyond a reserve go back to the OS, remote frees are collected.
+    pub shared: bool,
+    /// Set by other threads after they push a chunk onto one of our pools'
+    /// remote lists; heaps are never unmapped, so a stale store is harmless.
+    pub remote_flag: core::sync::atomic::AtomicBool,
+    /// FIFO of pools that became empty (may hold pools reused since).
+    pub empty_head: *mut Pool,
+    pub empty_tail: *mut Pool,
+    pub empty_len: usize,
+    /// Link in the list of idle heaps, for reuse by new threads.
+    pub next_idle: *mut Core,
 }
 
 static NEXT_TAG: AtomicUsize = AtomicUsize::new(2);
@@ -94,6 +114,14 @@ impl Core {
                 segment_count: 0,
                 tag,
                 mapping_bytes: bytes,
+                global: HeapState {
+                    shared: tag == segment_map::GLOBAL_TAG,
+                    remote_flag: core::sync::atomic::AtomicBool::new(false),
+                    empty_head: null_mut(),
+                    empty_tail: null_mut(),
+                    empty_len: 0,
+                    next_idle: null_mut(),
+                },
             });
         }
         Ok(core)
@@ -149,11 +177,20 @@ impl Core {
     }
 
     #[inline(always)]
-    fn alloc_index(&mut self, idx: usize) -> Result<NonNull<u8>, Error> {
+    pub fn alloc_index(&mut self, idx: usize) -> Result<NonNull<u8>, Error> {
+        self.alloc_index_z(idx).map(|(p, _)| p)
+    }
+
+    /// Allocates a chunk of slab `idx`; the flag says whether the chunk is
+    /// fresh memory, still zero (never handed out since its pages were
+    /// mapped or decommitted).
+    #[inline(always)]
+    pub fn alloc_index_z(&mut self, idx: usize) -> Result<(NonNull<u8>, bool), Error> {
         debug_assert!(idx >= self.lo && idx <= self.hi);
         // SAFETY: idx is within lo..=hi (sizes were range-checked and the
         // table covers page-rounded max), so the SlabState exists; its avail
-        // list holds live pools of this core.
+        // list holds live pools of this core, whose free lists hold free
+        // chunks with a link in their first word.
         unsafe {
             let pool = (*self.slabs.add(idx - self.lo)).avail;
             if let Some(p) = pool.as_mut() {
@@ -161,7 +198,7 @@ impl Core {
                 if !c.is_null() {
                     p.free = (*c).next;
                     p.used += 1;
-                    return Ok(NonNull::new_unchecked(c.cast()));
+                    return Ok((NonNull::new_unchecked(c.cast()), false));
                 }
             }
         }
@@ -169,22 +206,34 @@ impl Core {
     }
 
     #[inline(never)]
-    fn alloc_slow(&mut self, idx: usize) -> Result<NonNull<u8>, Error> {
-        // SAFETY: as in alloc_index; pools in the list are live and ours.
+    fn alloc_slow(&mut self, idx: usize) -> Result<(NonNull<u8>, bool), Error> {
+        let mut refilled = false;
+        // SAFETY: as in alloc_index_z; pools in the list are live and ours.
         unsafe {
             let st = self.slabs.add(idx - self.lo);
             loop {
                 let pool = (*st).avail;
                 if pool.is_null() {
+                    // A thread heap first looks for chunks freed by other
+                    // threads and for abandoned segments, once.
+                    if self.global.shared && !refilled {
+                        refilled = true;
+                        if self.global_refill() {
+                            continue;
+                        }
+                    }
                     break;
                 }
                 if let Some(c) = take(&mut *pool) {
                     return Ok(c);
                 }
+                if (*pool).collect_remote() > 0 {
+                    continue;
+                }
                 unlink(st, pool);
             }
             let p = self.new_pool(idx)?;
-            link(st, p);
+            link_pool(st, p);
             Ok(take(&mut *p).expect("a new pool has room"))
         }
     }
@@ -193,14 +242,37 @@ impl Core {
         let chunk = size_class::slab_size(idx);
         // SAFETY: idx in range (see alloc_index).
         let st = unsafe { &mut *self.slabs.add(idx - self.lo) };
-        let bytes = pool::pool_bytes(chunk, st.held, self.capacity - self.heap);
-        if bytes == 0 {
+        let room = if self.global.shared {
+            crate::global::budget_room()
+        } else {
+            self.capacity - self.heap
+        };
+        let bytes = pool::pool_bytes(chunk, st.held, room);
+        if bytes == 0 || (self.global.shared && !crate::global::budget_take(bytes)) {
             return Err(Error::OutOfCapacity {
                 needed: pool::round_pages(chunk),
                 heap: self.heap,
                 capacity: self.capacity,
             });
         }
+        let result = self.map_pool(idx, chunk, bytes);
+        match result {
+            Ok(p) => {
+                st.held += 1;
+                self.heap += bytes;
+                stats::pool_change(self.tag, bytes as isize, 1);
+                Ok(p)
+            }
+            Err(e) => {
+                if self.global.shared {
+                    crate::global::budget_give(bytes);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn map_pool(&mut self, idx: usize, chunk: usize, bytes: usize) -> Result<*mut Pool, Error> {
         let owner = (self as *mut Core).cast::<()>();
         let pool = if bytes > MAX_NORMAL_POOL {
             let size = (HEADER_BYTES + bytes).div_ceil(SEGMENT_SIZE) * SEGMENT_SIZE;
@@ -240,8 +312,6 @@ impl Core {
                 p
             }
         };
-        st.held += 1;
-        self.heap += bytes;
         Ok(pool)
     }
 
@@ -273,7 +343,7 @@ impl Core {
 
     /// # Safety
     /// `seg` is live, ours, and not in the list.
-    unsafe fn push_segment(&mut self, seg: *mut Segment) {
+    pub unsafe fn push_segment(&mut self, seg: *mut Segment) {
         // SAFETY: contract; the old head is live.
         unsafe {
             (*seg).next = self.segments;
@@ -288,7 +358,7 @@ impl Core {
 
     /// # Safety
     /// `seg` is live, ours, and in the list.
-    unsafe fn drop_segment(&mut self, seg: *mut Segment) {
+    pub unsafe fn drop_segment(&mut self, seg: *mut Segment) {
         // SAFETY: contract; neighbours are live list members.
         unsafe {
             let s = &mut *seg;
@@ -308,32 +378,42 @@ impl Core {
     #[inline(always)]
     fn pool_of(&self, addr: usize) -> Result<*mut Pool, Error> {
         let entry = segment_map::lookup(addr);
+        // One predicted branch for the common case (our tag, normal
+        // segment), so the header address does not wait on the map load.
+        if entry & (TAG_MASK | HUGE_FLAG) != self.tag {
+            return self.pool_of_cold(entry, addr);
+        }
+        // SAFETY: the segment map says a live normal segment with our tag
+        // covers `addr`.
+        unsafe { self.pool_in_segment(Segment::from_addr(addr & !(SEGMENT_SIZE - 1)), entry, addr) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pool_of_cold(&self, entry: usize, addr: usize) -> Result<*mut Pool, Error> {
         if entry & TAG_MASK != self.tag {
             return Err(Error::ForeignPointer { addr });
         }
-        let base = if entry & HUGE_FLAG == 0 {
-            addr & !(SEGMENT_SIZE - 1)
-        } else {
-            entry & !(SEGMENT_SIZE - 1)
-        };
-        let seg = Segment::from_addr(base);
-        // SAFETY: the segment map says a live segment with our tag covers
-        // `addr` with its header at `base`; headers are only written by their
-        // owner, which (owner check) is us. Fields are read through the raw
-        // pointer, so no reference to the header outlives this function.
+        // SAFETY: a live huge segment with our tag covers `addr`.
+        unsafe { self.pool_in_segment(segment_of(entry, addr), entry, addr) }
+    }
+
+    /// # Safety
+    /// `seg` is the live segment that `entry` describes, carrying our tag.
+    #[inline(always)]
+    unsafe fn pool_in_segment(
+        &self,
+        seg: *mut Segment,
+        entry: usize,
+        addr: usize,
+    ) -> Result<*mut Pool, Error> {
+        // SAFETY: the header of a live segment can be read; after the owner
+        // check, it is ours.
         unsafe {
-            if (*seg).owner != (self as *const Core).cast_mut().cast() {
+            if (*seg).owner.load(Ordering::Relaxed) != (self as *const Core).cast_mut().cast() {
                 return Err(Error::ForeignPointer { addr });
             }
-            let slot = if entry & HUGE_FLAG != 0 {
-                0
-            } else {
-                (*seg).pool_at((addr - base) / PAGE)
-            };
-            if slot == NO_POOL {
-                return Err(Error::ForeignPointer { addr });
-            }
-            let pool = Segment::pool_ptr(seg, slot as usize);
+            let pool = pool_in(seg, entry, addr)?;
             if !(*pool).is_chunk_start(addr) {
                 return Err(Error::ForeignPointer { addr });
             }
@@ -352,9 +432,19 @@ impl Core {
         }
         let addr = ptr as usize;
         let pool = self.pool_of(addr)?;
-        // SAFETY: pool is a live pool of ours; addr is a chunk start it carved,
-        // which the caller no longer uses, so we may write the link into it
-        // (through a pointer with the pool's own provenance).
+        // SAFETY: a live pool of ours and one of its chunk starts (pool_of).
+        unsafe { self.free_in_pool(pool, addr) }
+    }
+
+    /// Puts chunk `addr` back on its pool's free list.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core; `addr` is a chunk start it carved,
+    /// which the caller no longer uses.
+    #[inline(always)]
+    pub unsafe fn free_in_pool(&mut self, pool: *mut Pool, addr: usize) -> Result<(), Error> {
+        // SAFETY: contract: we may write the link into the chunk, through a
+        // pointer with the pool's own provenance.
         unsafe {
             let p = &mut *pool;
             let c = p.start.with_addr(addr).cast::<FreeChunk>();
@@ -365,7 +455,10 @@ impl Core {
             p.free = c;
             p.used -= 1;
             if !p.in_avail {
-                link(self.slabs.add(p.slab as usize - self.lo), pool);
+                link_pool(self.slabs.add(p.slab as usize - self.lo), pool);
+            }
+            if p.used == 0 && self.global.shared {
+                self.pool_emptied(pool);
             }
         }
         Ok(())
@@ -430,6 +523,9 @@ impl Core {
     /// drop in `heap`.
     pub fn trim(&mut self) -> usize {
         let before = self.heap;
+        if self.global.shared {
+            self.clear_empty_queue();
+        }
         let mut seg = self.segments;
         while !seg.is_null() {
             // SAFETY: live segment of ours; we read `next` before a possible
@@ -438,14 +534,11 @@ impl Core {
                 let next = (*seg).next;
                 for slot in 0..POOLS_PER_SEGMENT {
                     let p = Segment::pool_ptr(seg, slot);
-                    if (*p).live && (*p).used == 0 {
-                        let st = self.slabs.add((*p).slab as usize - self.lo);
-                        if (*p).in_avail {
-                            unlink(st, p);
+                    if (*p).live {
+                        (*p).collect_remote();
+                        if (*p).used == 0 {
+                            self.release_pool(seg, slot);
                         }
-                        (*st).held -= 1;
-                        self.heap -= (*p).bytes();
-                        (*seg).release_pool(slot);
                     }
                 }
                 if (*seg).live_pools == 0 {
@@ -456,23 +549,87 @@ impl Core {
         }
         before - self.heap
     }
+
+    /// Returns the empty pool in `slot` of `seg` to the OS (the segment
+    /// stays, even if now empty).
+    ///
+    /// # Safety
+    /// `seg` is a live segment of ours; its pool in `slot` is live, empty,
+    /// and not in the empty queue.
+    pub unsafe fn release_pool(&mut self, seg: *mut Segment, slot: usize) {
+        // SAFETY: contract.
+        unsafe {
+            let p = Segment::pool_ptr(seg, slot);
+            debug_assert!((*p).live && (*p).used == 0 && !(*p).in_empty);
+            let st = self.slabs.add((*p).slab as usize - self.lo);
+            if (*p).in_avail {
+                unlink(st, p);
+            }
+            (*st).held -= 1;
+            let bytes = (*p).bytes();
+            self.heap -= bytes;
+            stats::pool_change(self.tag, -(bytes as isize), -1);
+            if self.global.shared {
+                crate::global::budget_give(bytes);
+            }
+            (*seg).release_pool(slot);
+        }
+    }
+}
+
+/// The header of the segment covering `addr`, given its segment-map entry.
+#[inline(always)]
+pub(crate) fn segment_of(entry: usize, addr: usize) -> *mut Segment {
+    let base = if entry & HUGE_FLAG == 0 {
+        addr & !(SEGMENT_SIZE - 1)
+    } else {
+        entry & !(SEGMENT_SIZE - 1)
+    };
+    Segment::from_addr(base)
+}
+
+/// The pool whose pages hold `addr` (not yet checked to be a chunk start).
+///
+/// # Safety
+/// `seg` is the live segment that `entry` (its map entry) describes, and its
+/// page map is stable for `addr`: we own the segment, or hold a live chunk at
+/// `addr` (a pool with a live chunk is never released).
+#[inline(always)]
+pub(crate) unsafe fn pool_in(
+    seg: *mut Segment,
+    entry: usize,
+    addr: usize,
+) -> Result<*mut Pool, Error> {
+    // SAFETY: contract; fields read through the raw pointer.
+    unsafe {
+        let slot = if entry & HUGE_FLAG != 0 {
+            0
+        } else {
+            (*seg).pool_at((addr - seg as usize) / PAGE)
+        };
+        if slot == NO_POOL {
+            return Err(Error::ForeignPointer { addr });
+        }
+        Ok(Segment::pool_ptr(seg, slot as usize))
+    }
 }
 
 /// Takes a chunk from a pool's free list or its fresh tail.
+/// The flag is true for a chunk from the fresh tail (zero memory).
 #[inline(always)]
-fn take(p: &mut Pool) -> Option<NonNull<u8>> {
+fn take(p: &mut Pool) -> Option<(NonNull<u8>, bool)> {
     let c = p.free;
     if !c.is_null() {
         // SAFETY: free-list members are free chunks of this pool holding a link.
         p.free = unsafe { (*c).next };
         p.used += 1;
-        return NonNull::new(c.cast());
+        return NonNull::new(c.cast()).map(|c| (c, false));
     }
     if p.fresh < p.end {
         let c = p.fresh;
         p.fresh = c.wrapping_add(p.chunk_size);
         p.used += 1;
-        return NonNull::new(c);
+        return NonNull::new(c).map(|c| (c, true));
     }
     None
 }
@@ -482,7 +639,7 @@ fn take(p: &mut Pool) -> Option<NonNull<u8>> {
 ///
 /// # Safety
 /// `st` is the slab state of `p`'s slab; `p` is live and not in the list.
-unsafe fn link(st: *mut SlabState, p: *mut Pool) {
+pub(crate) unsafe fn link_pool(st: *mut SlabState, p: *mut Pool) {
     // SAFETY: contract; the old head is a live pool of the same list.
     unsafe {
         let head = (*st).avail;

@@ -22,7 +22,9 @@ compile_error!(
 );
 
 mod arena;
+mod backend;
 mod error;
+mod global;
 mod os;
 mod pool;
 mod segment;
@@ -31,6 +33,9 @@ mod size_class;
 mod stats;
 
 pub use arena::Arena;
+pub use backend::Backend;
 pub use error::Error;
+pub use global::{backend, parse_capacity, stats, trim, Flist, LARGEST_FLIST_SIZE};
 pub use size_class::{slabs, suitable_slab, MAX_ARENA_SIZE};
+pub use stats::Stats;
 pub use stats::{Info, SlabUse};

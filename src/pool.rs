@@ -124,9 +124,15 @@ pub(crate) struct Pool {
     pub prev: *mut Pool,
     /// Chunks freed by threads other than the owner (global allocator).
     pub remote: AtomicPtr<FreeChunk>,
+    /// Link in the owner's queue of pools that became empty (global allocator).
+    pub empty_next: *mut Pool,
+    pub in_empty: bool,
 }
 
 impl Pool {
+    /// A free slot (all-zero, as in a fresh segment). A fresh value per use,
+    /// never shared, so its atomic is never aliased.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Pool = Pool {
         free: null_mut(),
         fresh: null_mut(),
@@ -148,6 +154,8 @@ impl Pool {
         next: null_mut(),
         prev: null_mut(),
         remote: AtomicPtr::new(null_mut()),
+        empty_next: null_mut(),
+        in_empty: false,
     };
 
     /// Makes this slot describe a fresh pool of `bytes` at `start`.
@@ -170,6 +178,8 @@ impl Pool {
             next: null_mut(),
             prev: null_mut(),
             remote: AtomicPtr::new(null_mut()),
+            empty_next: null_mut(),
+            in_empty: false,
         };
     }
 
@@ -181,6 +191,43 @@ impl Pool {
         addr < self.fresh as usize
             && off < (self.end as usize - self.start as usize)
             && self.div.divides(off)
+    }
+
+    /// Like [`is_chunk_start`](Pool::is_chunk_start), reading only fields
+    /// that stay fixed while the pool has a live chunk, so a thread other
+    /// than the owner may call it for a chunk it holds.
+    #[inline(always)]
+    pub fn is_chunk_start_remote(&self, addr: usize) -> bool {
+        let off = addr.wrapping_sub(self.start as usize);
+        off < (self.end as usize - self.start as usize) && self.div.divides(off)
+    }
+
+    /// Moves the chunks other threads freed into the local free list; returns
+    /// how many.
+    pub fn collect_remote(&mut self) -> u32 {
+        if self
+            .remote
+            .load(core::sync::atomic::Ordering::Relaxed)
+            .is_null()
+        {
+            return 0;
+        }
+        let mut list = self
+            .remote
+            .swap(null_mut(), core::sync::atomic::Ordering::Acquire);
+        let mut n = 0;
+        while !list.is_null() {
+            // SAFETY: remote-list members are free chunks of this pool, each
+            // holding a link, published by the Release CAS that pushed them.
+            let next = unsafe { (*list).next };
+            // SAFETY: as above; the chunk is ours again and free.
+            unsafe { (*list).next = self.free };
+            self.free = list;
+            list = next;
+            n += 1;
+        }
+        self.used -= n;
+        n
     }
 
     pub fn bytes(&self) -> usize {

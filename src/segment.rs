@@ -16,6 +16,7 @@ use crate::pool::Pool;
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE};
 use crate::size_class::PAGE;
 use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE;
 /// Pool header slots per normal segment (pools are at least a page, usually
@@ -28,8 +29,10 @@ pub(crate) const NO_POOL: u16 = u16::MAX;
 pub(crate) struct Segment {
     /// Owner tag, as in the segment map.
     pub tag: usize,
-    /// The owning core (an `Arena`'s or a thread heap's), checked after the tag.
-    pub owner: *mut (),
+    /// The owning core (an `Arena`'s or a thread heap's), checked after the
+    /// tag. Null while a global segment is abandoned. Changes only under the
+    /// global allocator's abandoned-list lock (to or from null).
+    pub owner: AtomicPtr<()>,
     /// Bytes mapped for this segment.
     pub size: usize,
     pub huge: bool,
@@ -61,7 +64,7 @@ impl Segment {
         unsafe {
             let s = seg.as_ptr();
             (*s).tag = tag;
-            (*s).owner = owner;
+            (*s).owner = AtomicPtr::new(owner);
             (*s).size = size;
             (*s).huge = huge;
             (*s).next = null_mut();
@@ -74,6 +77,7 @@ impl Segment {
                 (*s).used[p / 64] |= 1 << (p % 64);
             }
         }
+        crate::stats::segment_mapped(tag, size as isize);
         let entry = base.as_ptr().expose_provenance() | tag | if huge { HUGE_FLAG } else { 0 };
         if !segment_map::insert(base.as_ptr() as usize, size, entry) {
             // SAFETY: the mapping was made above and never published.
@@ -89,7 +93,8 @@ impl Segment {
     /// `seg` is a live segment no one will touch again.
     pub unsafe fn destroy(seg: NonNull<Segment>) {
         // SAFETY: live segment (contract).
-        let size = unsafe { (*seg.as_ptr()).size };
+        let (size, tag) = unsafe { ((*seg.as_ptr()).size, (*seg.as_ptr()).tag) };
+        crate::stats::segment_mapped(tag, -(size as isize));
         segment_map::remove(seg.as_ptr() as usize, size);
         // SAFETY: the whole mapping made by `create`, now unreachable.
         unsafe { os::unmap(seg.cast(), size, SEGMENT_SIZE) };
@@ -175,6 +180,12 @@ impl Segment {
         unsafe { os::decommit(NonNull::new_unchecked(start), n * PAGE) };
     }
 
+    /// The owner, as seen by anyone holding a live chunk of this segment.
+    #[inline(always)]
+    pub fn owner(&self) -> *mut () {
+        self.owner.load(Ordering::Acquire)
+    }
+
     /// The pool slot covering page `page` of a normal segment.
     #[inline(always)]
     pub fn pool_at(&self, page: usize) -> u16 {
@@ -189,7 +200,7 @@ mod tests {
     #[test]
     fn header_is_small() {
         // Under 1% of a segment.
-        assert!(HEADER_PAGES * 100 <= PAGES_PER_SEGMENT, "{HEADER_PAGES}");
+        const { assert!(HEADER_PAGES * 100 <= PAGES_PER_SEGMENT) };
     }
 
     #[test]

@@ -48,3 +48,74 @@ pub struct SlabUse {
     /// `in_use / held`.
     pub ratio: f64,
 }
+
+use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
+
+/// Process-wide counters of the global allocator, updated off the fast path
+/// (when segments, pools or fallback blocks come and go), relaxed.
+pub(crate) static MAPPED: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static POOL_BYTES: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static FALLBACK_LIVE: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static POOLS_IN_USE: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static POOLS_ABANDONED: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static POOLS_RETURNED: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static THREADS: AtomicIsize = AtomicIsize::new(0);
+
+pub(crate) fn segment_mapped(tag: usize, delta: isize) {
+    if tag == crate::segment_map::GLOBAL_TAG {
+        MAPPED.fetch_add(delta, Relaxed);
+    }
+}
+
+pub(crate) fn pool_change(tag: usize, bytes: isize, pools: isize) {
+    if tag == crate::segment_map::GLOBAL_TAG {
+        POOL_BYTES.fetch_add(bytes, Relaxed);
+        POOLS_IN_USE.fetch_add(pools, Relaxed);
+        if pools < 0 {
+            POOLS_RETURNED.fetch_add((-pools) as usize, Relaxed);
+        }
+    }
+}
+
+fn get(c: &AtomicIsize) -> usize {
+    c.load(Relaxed).max(0) as usize
+}
+
+/// Process-wide figures of the global allocator [`Flist`](crate::Flist), from
+/// [`stats`](crate::stats). Counters are updated when pools, segments and
+/// fallback blocks come and go, never per small allocation, so they cost the
+/// fast path nothing; `flist_pool_bytes` counts whole pools, not live chunks.
+///
+/// ```
+/// let s = flistalloc::stats();
+/// assert!(s.mapped >= s.flist_pool_bytes);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Bytes of segments mapped from the OS for the global allocator.
+    pub mapped: usize,
+    /// Bytes in flist pools in use (live chunks plus the free room of their pools).
+    pub flist_pool_bytes: usize,
+    /// Bytes live in the fallback backend (large or over-aligned blocks).
+    pub fallback_live: usize,
+    /// Pools in use, held by live threads or abandoned.
+    pub pools_in_use: usize,
+    /// Pools in segments abandoned by exited threads, not yet adopted.
+    pub pools_abandoned: usize,
+    /// Pools returned to the OS so far (cumulative).
+    pub pools_returned: usize,
+    /// Threads that have a flist heap now.
+    pub threads: usize,
+}
+
+pub(crate) fn snapshot() -> Stats {
+    Stats {
+        mapped: get(&MAPPED),
+        flist_pool_bytes: get(&POOL_BYTES),
+        fallback_live: get(&FALLBACK_LIVE),
+        pools_in_use: get(&POOLS_IN_USE),
+        pools_abandoned: get(&POOLS_ABANDONED),
+        pools_returned: POOLS_RETURNED.load(Relaxed),
+        threads: get(&THREADS),
+    }
+}

@@ -1,0 +1,251 @@
+//! The fallback backends: the system `malloc` (through `libc`) and jemalloc
+//! (`tikv-jemalloc-sys`, cargo feature `jemalloc`). They serve what flist
+//! does not (sizes above the largest flist slab, alignments above the page)
+//! and, as whole-process backends, everything.
+
+use core::alloc::Layout;
+
+/// Which allocator serves the process.
+///
+/// ```
+/// use flistalloc::Backend;
+/// assert_eq!(Backend::parse(b"jemalloc"), Some(Backend::Jemalloc));
+/// assert_eq!(Backend::parse(b"tcmalloc"), None);
+/// assert_eq!(Backend::Flist.name(), "flist");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Backend {
+    /// Per-thread flist arenas; large or over-aligned blocks go to jemalloc
+    /// (or malloc, in a build without the `jemalloc` feature).
+    Flist = 1,
+    /// The system allocator (glibc `malloc`) for everything.
+    Malloc = 2,
+    /// jemalloc for everything (needs the `jemalloc` feature).
+    Jemalloc = 3,
+}
+
+impl Backend {
+    /// Parses a backend name as `FLISTALLOC_BACKEND` spells it.
+    ///
+    /// ```
+    /// assert_eq!(flistalloc::Backend::parse(b"malloc"), Some(flistalloc::Backend::Malloc));
+    /// ```
+    pub fn parse(name: &[u8]) -> Option<Backend> {
+        match name {
+            b"flist" => Some(Backend::Flist),
+            b"malloc" => Some(Backend::Malloc),
+            b"jemalloc" => Some(Backend::Jemalloc),
+            _ => None,
+        }
+    }
+
+    /// The name `FLISTALLOC_BACKEND` uses for it.
+    ///
+    /// ```
+    /// assert_eq!(flistalloc::Backend::Malloc.name(), "malloc");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Flist => "flist",
+            Backend::Malloc => "malloc",
+            Backend::Jemalloc => "jemalloc",
+        }
+    }
+
+    /// Whether this build can use it (jemalloc needs the `jemalloc` feature).
+    ///
+    /// ```
+    /// assert!(flistalloc::Backend::Malloc.available());
+    /// ```
+    pub fn available(self) -> bool {
+        self != Backend::Jemalloc || cfg!(feature = "jemalloc")
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Backend {
+        match v {
+            2 => Backend::Malloc,
+            3 => Backend::Jemalloc,
+            _ => Backend::Flist,
+        }
+    }
+}
+
+/// The allocator that backs large blocks: jemalloc when built in, else malloc.
+pub(crate) const FALLBACK: Backend = if cfg!(feature = "jemalloc") {
+    Backend::Jemalloc
+} else {
+    Backend::Malloc
+};
+
+/// Alignment malloc guarantees on 64-bit Linux.
+const MALLOC_ALIGN: usize = 16;
+
+pub(crate) mod malloc {
+    use super::*;
+
+    #[inline]
+    pub fn alloc(layout: Layout) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
+            // SAFETY: plain malloc call.
+            unsafe { libc::malloc(layout.size()).cast() }
+        } else {
+            let mut out = core::ptr::null_mut();
+            let align = layout.align().max(core::mem::size_of::<usize>());
+            // SAFETY: align is a power of two and a multiple of the pointer size.
+            let rc = unsafe { libc::posix_memalign(&mut out, align, layout.size()) };
+            if rc == 0 {
+                out.cast()
+            } else {
+                core::ptr::null_mut()
+            }
+        }
+    }
+
+    #[inline]
+    pub fn alloc_zeroed(layout: Layout) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
+            // SAFETY: plain calloc call.
+            unsafe { libc::calloc(1, layout.size()).cast() }
+        } else {
+            let p = alloc(layout);
+            if !p.is_null() {
+                // SAFETY: p holds layout.size() bytes.
+                unsafe { p.write_bytes(0, layout.size()) };
+            }
+            p
+        }
+    }
+
+    /// # Safety
+    /// `ptr` came from this module's `alloc`/`alloc_zeroed`/`realloc`.
+    #[inline]
+    pub unsafe fn free(ptr: *mut u8) {
+        // SAFETY: contract.
+        unsafe { libc::free(ptr.cast()) }
+    }
+
+    /// # Safety
+    /// As `free`; `layout` is the block's layout.
+    #[inline]
+    pub unsafe fn realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN && layout.align() <= new_size {
+            // SAFETY: contract; realloc keeps malloc's default alignment,
+            // which covers layout.align().
+            unsafe { libc::realloc(ptr.cast(), new_size).cast() }
+        } else {
+            // SAFETY: contract; the layout with the new size is valid (the
+            // caller of GlobalAlloc::realloc guarantees it).
+            unsafe { super::realloc_by_copy(ptr, layout, new_size, alloc, |p| free(p)) }
+        }
+    }
+}
+
+#[cfg(feature = "jemalloc")]
+pub(crate) mod jemalloc {
+    use super::*;
+    use tikv_jemalloc_sys as je;
+
+    #[inline]
+    fn flags(layout: Layout) -> libc::c_int {
+        if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
+            0
+        } else {
+            layout.align().trailing_zeros() as libc::c_int // MALLOCX_LG_ALIGN
+        }
+    }
+
+    #[inline]
+    pub fn alloc(layout: Layout) -> *mut u8 {
+        // SAFETY: mallocx requires size != 0; Rust never asks for 0 bytes
+        // from a GlobalAlloc except through our own callers, which pass >= 1.
+        unsafe { je::mallocx(layout.size().max(1), flags(layout)).cast() }
+    }
+
+    #[inline]
+    pub fn alloc_zeroed(layout: Layout) -> *mut u8 {
+        // SAFETY: as alloc; MALLOCX_ZERO = 0x40.
+        unsafe { je::mallocx(layout.size().max(1), flags(layout) | 0x40).cast() }
+    }
+
+    /// # Safety
+    /// `ptr` came from this module with `layout`.
+    #[inline]
+    pub unsafe fn free(ptr: *mut u8, layout: Layout) {
+        // SAFETY: contract; sdallocx takes the size it was allocated with.
+        unsafe { je::sdallocx(ptr.cast(), layout.size().max(1), flags(layout)) }
+    }
+
+    /// # Safety
+    /// As `free`.
+    #[inline]
+    pub unsafe fn realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = Layout::from_size_align(new_size.max(1), layout.align()).unwrap_or(layout);
+        // SAFETY: contract; rallocx keeps the alignment asked in flags.
+        unsafe { je::rallocx(ptr.cast(), new.size(), flags(new)).cast() }
+    }
+}
+
+/// alloc + copy + free, for alignments a backend's realloc does not keep.
+///
+/// # Safety
+/// `ptr` is a live block of `layout` from the allocator `free` returns to.
+unsafe fn realloc_by_copy(
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    alloc: fn(Layout) -> *mut u8,
+    free: impl FnOnce(*mut u8),
+) -> *mut u8 {
+    // SAFETY: GlobalAlloc::realloc's caller guarantees the new layout is valid.
+    let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+    let fresh = alloc(new);
+    if !fresh.is_null() {
+        // SAFETY: both blocks are live, distinct, and hold the copied bytes.
+        unsafe { core::ptr::copy_nonoverlapping(ptr, fresh, layout.size().min(new_size)) };
+        free(ptr);
+    }
+    fresh
+}
+
+/// Allocates from backend `b` (Malloc or Jemalloc).
+#[inline]
+pub(crate) fn alloc(b: Backend, layout: Layout, zeroed: bool) -> *mut u8 {
+    match (b, zeroed) {
+        #[cfg(feature = "jemalloc")]
+        (Backend::Jemalloc, false) => jemalloc::alloc(layout),
+        #[cfg(feature = "jemalloc")]
+        (Backend::Jemalloc, true) => jemalloc::alloc_zeroed(layout),
+        (_, false) => malloc::alloc(layout),
+        (_, true) => malloc::alloc_zeroed(layout),
+    }
+}
+
+/// # Safety
+/// `ptr` is a live block of backend `b` with `layout`.
+#[inline]
+pub(crate) unsafe fn free(b: Backend, ptr: *mut u8, layout: Layout) {
+    match b {
+        #[cfg(feature = "jemalloc")]
+        // SAFETY: contract.
+        Backend::Jemalloc => unsafe { jemalloc::free(ptr, layout) },
+        _ => {
+            let _ = layout;
+            // SAFETY: contract.
+            unsafe { malloc::free(ptr) }
+        }
+    }
+}
+
+/// # Safety
+/// As `free`; `new_size` with `layout.align()` is a valid layout.
+#[inline]
+pub(crate) unsafe fn realloc(b: Backend, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    match b {
+        #[cfg(feature = "jemalloc")]
+        // SAFETY: contract.
+        Backend::Jemalloc => unsafe { jemalloc::realloc(ptr, layout, new_size) },
+        // SAFETY: contract.
+        _ => unsafe { malloc::realloc(ptr, layout, new_size) },
+    }
+}
