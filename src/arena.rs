@@ -93,7 +93,7 @@ impl Core {
         }
         let lo = size_class::slab_index(min);
         // Aligned layouts of size <= max may round up to a page multiple.
-        let hi = size_class::slab_index(pool::round_pages(max).min(MAX_ARENA_SIZE));
+        let hi = size_class::slab_index(pool::round_pages(max.max(1)).min(MAX_ARENA_SIZE));
         let table = (hi - lo + 1) * core::mem::size_of::<SlabState>();
         let bytes = pool::round_pages(core::mem::size_of::<Core>() + table);
         let map = os::map_aligned(bytes, PAGE).ok_or(Error::OutOfMemory { bytes })?;

@@ -33,25 +33,20 @@ pub(crate) fn pool_bytes(chunk: usize, held: u32, room: usize) -> usize {
         .checked_shl(held.min(16))
         .unwrap_or(MAX_POOL_BYTES)
         .min(MAX_POOL_BYTES);
-    let mut bytes = round_pages(target.max(chunk));
-    if bytes > room {
-        let chunks = room / chunk;
-        if chunks == 0 {
-            return 0;
-        }
-        bytes = round_pages(chunks * chunk);
-        if bytes > room {
-            // Rounding up to a page overshot: one chunk fewer, if any remain.
-            if chunks == 1 {
-                return 0;
-            }
-            bytes = round_pages((chunks - 1) * chunk);
-            if bytes > room {
-                return 0;
-            }
-        }
+    let bytes = round_pages(target.max(chunk));
+    // Only whole pages of the room can hold a pool.
+    let room = room & !(PAGE - 1);
+    if bytes <= room {
+        return bytes;
     }
-    bytes
+    // As many whole chunks as fit: `chunks * chunk <= room`, and room is a
+    // page multiple, so rounding up to a page stays within it.
+    let chunks = room / chunk;
+    if chunks == 0 {
+        0
+    } else {
+        round_pages(chunks * chunk)
+    }
 }
 
 pub(crate) fn round_pages(n: usize) -> usize {
@@ -262,5 +257,6 @@ mod tests {
         assert_eq!(pool_bytes(4096, 0, 4095), 0);
         assert_eq!(pool_bytes(5000, 0, 8192), 8192);
         assert_eq!(pool_bytes(5000, 0, 6000), 0);
+        assert_eq!(pool_bytes(8, 0, 4196), PAGE);
     }
 }

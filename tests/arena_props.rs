@@ -1,0 +1,534 @@
+//! Property test: random sequences of alloc / free / grow / shrink / trim on
+//! an `Arena`, checked against a shadow model of the live blocks, through the
+//! public API only.
+//!
+//! After every operation:
+//! * no two live blocks overlap (as chunk ranges `[ptr, ptr + chunk_size)`);
+//! * every block is aligned as asked and sits in the slab the public contract
+//!   gives (the smallest slab `>= size` whose chunks are aligned enough);
+//! * `info().allocated` is the model's sum of slab sizes, `info().heap` stays
+//!   within capacity, `utilization()` agrees with the model slab by slab;
+//! * contents survive: a pattern is written on alloc and checked before free,
+//!   after grow / shrink, after trim and at the end;
+//! * failures are exactly the predicted ones: a size outside the chunk range,
+//!   or no free chunk in the slab and no room left for a page-rounded chunk.
+//!
+//! Scaled down under miri (`cargo +nightly miri test --test arena_props`).
+
+use allocator_api2::alloc::Allocator;
+use flistalloc::{slabs, Arena, Error};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+
+const PAGE: usize = 4096;
+/// Largest request the test makes.
+const MAX_SIZE: usize = if cfg!(miri) { 64 << 10 } else { 1 << 20 };
+const CASES: u32 = if cfg!(miri) { 4 } else { 64 };
+const MAX_OPS: usize = if cfg!(miri) { 24 } else { 200 };
+
+fn round_pages(n: usize) -> usize {
+    n.div_ceil(PAGE) * PAGE
+}
+
+/// The slab a request must get, from the public contract alone: the smallest
+/// slab `>= size` (size 0 counts as 1) whose chunks are aligned to `align`, a
+/// chunk of slab `s` being aligned to the largest power of two dividing `s`,
+/// capped at the page.
+fn expected_slab(size: usize, align: usize) -> usize {
+    let from = slabs().partition_point(|&s| s < size.max(1));
+    slabs()[from..]
+        .iter()
+        .copied()
+        .find(|&s| (1usize << s.trailing_zeros()).min(PAGE) >= align)
+        .expect("a slab exists for every size up to 1 TiB")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum How {
+    /// `Arena::try_alloc(size)` (alignment 8 promised).
+    Plain,
+    /// `Arena::try_alloc_layout`.
+    Layout,
+    /// `Allocator::allocate`.
+    Allocator,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Alloc {
+        size: usize,
+        align: usize,
+        how: How,
+    },
+    /// Free the `pick`-th live block (modulo); with `again`, free it a second
+    /// time at once, which must be reported as a double free.
+    Free {
+        pick: usize,
+        via_allocator: bool,
+        again: bool,
+    },
+    Grow {
+        pick: usize,
+        extra: usize,
+        align: Option<usize>,
+        zeroed: bool,
+    },
+    /// Shrink to `len * keep / u16::MAX`.
+    Shrink {
+        pick: usize,
+        keep: u16,
+        align: Option<usize>,
+    },
+    /// `try_free` of a pointer inside a live chunk: must be foreign.
+    Interior {
+        pick: usize,
+        offset: usize,
+    },
+    Trim,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    /// The chunk (kept as a pointer so no address is cast back to one).
+    ptr: NonNull<u8>,
+    /// Requested size: the bytes carrying the pattern.
+    len: usize,
+    align: usize,
+    pat: u8,
+    slab: usize,
+}
+
+struct Model<'a> {
+    arena: &'a Arena,
+    capacity: usize,
+    min: usize,
+    max: usize,
+    live: BTreeMap<usize, Block>,
+    next_pat: u8,
+}
+
+/// Whether the `len` bytes at `p` all equal `pat`.
+fn bytes_are(p: *const u8, len: usize, pat: u8) -> bool {
+    // SAFETY: callers pass `len` live, initialised bytes of a chunk.
+    let s = unsafe { std::slice::from_raw_parts(p, len) };
+    let reference = [pat; 4096];
+    s.chunks(4096).all(|c| c == &reference[..c.len()])
+}
+
+impl Model<'_> {
+    fn pat(&mut self) -> u8 {
+        self.next_pat = self.next_pat.wrapping_add(1).max(1);
+        self.next_pat
+    }
+
+    fn pick(&self, pick: usize) -> Option<(usize, Block)> {
+        if self.live.is_empty() {
+            return None;
+        }
+        let (&a, &b) = self.live.iter().nth(pick % self.live.len())?;
+        Some((a, b))
+    }
+
+    /// Whether the arena holds a free chunk of `slab` (so serving it must not
+    /// map a pool).
+    fn has_free_chunk(&self, slab: usize) -> bool {
+        self.arena
+            .utilization()
+            .iter()
+            .any(|u| u.slab == slab && u.in_use < u.held)
+    }
+
+    /// The outcome the contract dictates for a request of `size`/`align`:
+    /// the slab, or the error.
+    fn predict(&self, size: usize, align: usize) -> Result<usize, Error> {
+        if size < self.min || size > self.max {
+            return Err(Error::SizeOutOfRange {
+                size,
+                min: self.min,
+                max: self.max,
+            });
+        }
+        let slab = expected_slab(size, align);
+        let heap = self.arena.info().heap;
+        if !self.has_free_chunk(slab) && round_pages(slab) > self.capacity - heap {
+            return Err(Error::OutOfCapacity {
+                needed: round_pages(slab),
+                heap,
+                capacity: self.capacity,
+            });
+        }
+        Ok(slab)
+    }
+
+    fn check_block(&self, addr: usize, b: &Block) {
+        assert!(
+            bytes_are(b.ptr.as_ptr(), b.len, b.pat),
+            "contents of {addr:#x} {b:?} changed"
+        );
+    }
+
+    /// Records a new block after checking it overlaps no live one.
+    fn insert(&mut self, addr: usize, b: Block) {
+        assert_eq!(addr % b.align, 0, "{addr:#x} not aligned for {b:?}");
+        assert_eq!(addr % 8, 0);
+        assert_eq!(
+            self.arena.chunk_size(b.ptr.as_ptr()),
+            b.slab,
+            "{addr:#x} {b:?}"
+        );
+        if let Some((&pa, pb)) = self.live.range(..=addr).next_back() {
+            assert!(
+                pa + pb.slab <= addr,
+                "{addr:#x} {b:?} overlaps {pa:#x} {pb:?}"
+            );
+        }
+        if let Some((&na, nb)) = self.live.range(addr..).next() {
+            assert!(
+                addr + b.slab <= na,
+                "{addr:#x} {b:?} overlaps {na:#x} {nb:?}"
+            );
+        }
+        self.live.insert(addr, b);
+    }
+
+    fn alloc(&mut self, size: usize, align: usize, how: How) {
+        let align = match how {
+            How::Plain => 1,
+            _ => align,
+        };
+        let expect = self.predict(size, align);
+        let heap_before = self.arena.info().heap;
+        let could_reuse = expect.as_ref().is_ok_and(|&s| self.has_free_chunk(s));
+        let lay = Layout::from_size_align(size, align).unwrap();
+        let got = match how {
+            How::Plain => self.arena.try_alloc(size),
+            How::Layout => self.arena.try_alloc_layout(lay),
+            How::Allocator => match self.arena.allocate(lay) {
+                Ok(block) => {
+                    if let Ok(slab) = expect {
+                        assert_eq!(block.len(), slab, "allocate's block length is the slab");
+                    }
+                    Ok(block.cast::<u8>())
+                }
+                Err(_) => Err(expect.expect_err("allocate failed where it should succeed")),
+            },
+        };
+        match (expect, got) {
+            (Ok(slab), Ok(p)) => {
+                if could_reuse {
+                    assert_eq!(
+                        self.arena.info().heap,
+                        heap_before,
+                        "mapped a pool while a chunk was free"
+                    );
+                }
+                let pat = self.pat();
+                // SAFETY: the chunk holds at least `size` bytes.
+                unsafe { p.as_ptr().write_bytes(pat, size) };
+                let b = Block {
+                    ptr: p,
+                    len: size,
+                    align,
+                    pat,
+                    slab,
+                };
+                self.insert(p.as_ptr() as usize, b);
+            }
+            (Err(e), Err(g)) => {
+                assert_eq!(g, e, "size {size} align {align}");
+                assert_eq!(self.arena.info().heap, heap_before);
+            }
+            (e, g) => panic!("size {size} align {align} {how:?}: expected {e:?}, got {g:?}"),
+        }
+    }
+
+    fn free(&mut self, pick: usize, via_allocator: bool, again: bool) {
+        let Some((addr, b)) = self.pick(pick) else {
+            return;
+        };
+        self.check_block(addr, &b);
+        let p = b.ptr;
+        if via_allocator {
+            let lay = Layout::from_size_align(b.len, b.align).unwrap();
+            // SAFETY: p is a live block of this arena fitting `lay`.
+            unsafe { self.arena.deallocate(p, lay) };
+        } else {
+            // SAFETY: p is a live chunk of this arena, freed once.
+            assert_eq!(unsafe { self.arena.try_free(p.as_ptr()) }, Ok(()));
+        }
+        self.live.remove(&addr);
+        if again {
+            // SAFETY: any pointer may be passed; p was freed just now, so it
+            // heads its pool's free list: the double free is caught.
+            let r = unsafe { self.arena.try_free(p.as_ptr()) };
+            assert_eq!(r, Err(Error::DoubleFree { addr }));
+        }
+    }
+
+    fn resize(&mut self, pick: usize, new_len: usize, new_align: Option<usize>, zeroed: bool) {
+        let Some((addr, b)) = self.pick(pick) else {
+            return;
+        };
+        let new_align = new_align.unwrap_or(b.align);
+        let grow = new_len >= b.len;
+        let old = Layout::from_size_align(b.len, b.align).unwrap();
+        let new = Layout::from_size_align(new_len, new_align).unwrap();
+        let new_slab = expected_slab(new_len, new_align);
+        let in_range = new_len >= self.min && new_len <= self.max;
+        let in_place = in_range && new_slab == b.slab;
+        let expect_ok = in_place || (in_range && self.predict(new_len, new_align).is_ok());
+        let p = b.ptr;
+        // SAFETY: p is a live block of this arena fitting `old` (its size lies
+        // between the requested size and the slab, its alignment is the one
+        // it was allocated with); `new` is at least (grow) / at most (shrink)
+        // as large as `old`.
+        let r = unsafe {
+            if grow && zeroed {
+                self.arena.grow_zeroed(p, old, new)
+            } else if grow {
+                self.arena.grow(p, old, new)
+            } else {
+                self.arena.shrink(p, old, new)
+            }
+        };
+        match r {
+            Ok(block) => {
+                assert!(expect_ok, "{old:?} -> {new:?} succeeded, expected an error");
+                let q = block.cast::<u8>();
+                let qa = q.as_ptr() as usize;
+                assert_eq!(block.len(), new_slab, "{old:?} -> {new:?}");
+                if in_place {
+                    assert_eq!(
+                        qa, addr,
+                        "{old:?} -> {new:?} in the same slab must stay in place"
+                    );
+                }
+                let kept = b.len.min(new_len);
+                assert!(
+                    bytes_are(q.as_ptr(), kept, b.pat),
+                    "{old:?} -> {new:?} lost contents"
+                );
+                if grow {
+                    if zeroed {
+                        // SAFETY: the block holds new_len bytes.
+                        let tail = unsafe { q.as_ptr().add(b.len) };
+                        assert!(bytes_are(tail, new_len - b.len, 0), "grow_zeroed left dirt");
+                    }
+                    // SAFETY: the block holds new_len bytes.
+                    unsafe { q.as_ptr().add(b.len).write_bytes(b.pat, new_len - b.len) };
+                }
+                self.live.remove(&addr);
+                let nb = Block {
+                    ptr: q,
+                    len: new_len,
+                    align: new_align,
+                    pat: b.pat,
+                    slab: new_slab,
+                };
+                self.insert(qa, nb);
+            }
+            Err(_) => {
+                assert!(!expect_ok, "{old:?} -> {new:?} failed, expected success");
+                // The block is untouched.
+                self.check_block(addr, &b);
+                assert_eq!(self.arena.chunk_size(p.as_ptr()), b.slab);
+            }
+        }
+    }
+
+    fn interior(&mut self, pick: usize, offset: usize) {
+        let Some((_, b)) = self.pick(pick) else {
+            return;
+        };
+        let inner = b.ptr.as_ptr().wrapping_add(1 + offset % (b.slab - 1));
+        let before = self.arena.info();
+        // SAFETY: any pointer may be passed; one inside a chunk is reported.
+        let r = unsafe { self.arena.try_free(inner) };
+        assert_eq!(
+            r,
+            Err(Error::ForeignPointer {
+                addr: inner as usize
+            })
+        );
+        assert_eq!(self.arena.info(), before);
+    }
+
+    fn trim(&mut self) {
+        let before = self.arena.info();
+        let released = self.arena.trim();
+        let after = self.arena.info();
+        assert_eq!(released % PAGE, 0);
+        assert_eq!(after.heap, before.heap - released);
+        assert_eq!(after.allocated, before.allocated);
+        // No empty slab is left holding pools.
+        assert!(self.arena.utilization().iter().all(|u| u.in_use > 0));
+        for (a, b) in &self.live {
+            self.check_block(*a, b);
+        }
+    }
+
+    fn check_figures(&self) {
+        let info = self.arena.info();
+        let model_sum: usize = self.live.values().map(|b| b.slab).sum();
+        assert_eq!(info.allocated, model_sum);
+        assert_eq!(info.capacity, self.capacity);
+        assert!(info.heap <= self.capacity, "{info:?}");
+        assert_eq!(info.heap % PAGE, 0);
+        assert!(info.allocated <= info.heap);
+        assert!(info.overhead > 0 && info.overhead.is_multiple_of(PAGE));
+
+        let mut per_slab: BTreeMap<usize, usize> = BTreeMap::new();
+        for b in self.live.values() {
+            *per_slab.entry(b.slab).or_default() += 1;
+        }
+        let util = self.arena.utilization();
+        assert!(util.windows(2).all(|w| w[0].slab < w[1].slab));
+        let mut held_bytes = 0;
+        for u in &util {
+            assert!(u.in_use <= u.held && u.held > 0, "{u:?}");
+            assert_eq!(u.ratio, u.in_use as f64 / u.held as f64);
+            held_bytes += u.held * u.slab;
+        }
+        assert!(held_bytes <= info.heap);
+        let in_use: BTreeMap<usize, usize> = util
+            .iter()
+            .filter(|u| u.in_use > 0)
+            .map(|u| (u.slab, u.in_use))
+            .collect();
+        assert_eq!(in_use, per_slab);
+    }
+
+    fn finish(mut self) {
+        let mut prev_end = 0;
+        for (a, b) in &self.live {
+            assert!(prev_end <= *a, "overlap at {a:#x}");
+            prev_end = a + b.slab;
+            self.check_block(*a, b);
+        }
+        while let Some((addr, _)) = self.pick(0) {
+            self.free(0, addr % 3 == 0, false);
+        }
+        self.check_figures();
+        let heap = self.arena.info().heap;
+        assert_eq!(self.arena.info().allocated, 0);
+        assert_eq!(self.arena.trim(), heap);
+        assert_eq!(self.arena.info().heap, 0);
+        assert!(self.arena.utilization().is_empty());
+    }
+}
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        10 => 0usize..=256,
+        5 => 257usize..=4096,
+        2 => 4097usize..=(64 << 10).min(MAX_SIZE),
+        1 => (MAX_SIZE / 16)..=MAX_SIZE,
+    ]
+}
+
+fn align() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        3 => (0u32..=3).prop_map(|s| 1usize << s),
+        1 => (4u32..=12).prop_map(|s| 1usize << s),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (size(), align(), prop_oneof![Just(How::Plain), Just(How::Layout), Just(How::Allocator)])
+            .prop_map(|(size, align, how)| Op::Alloc { size, align, how }),
+        4 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(pick, via_allocator, again)| Op::Free { pick, via_allocator, again }),
+        2 => (
+            any::<usize>(),
+            prop_oneof![2 => 0usize..=16, 1 => size()],
+            prop::option::weighted(0.3, align()),
+            any::<bool>(),
+        )
+            .prop_map(|(pick, extra, align, zeroed)| Op::Grow { pick, extra, align, zeroed }),
+        2 => (any::<usize>(), prop_oneof![1 => 60000u16..=u16::MAX, 1 => any::<u16>()], prop::option::weighted(0.3, align()))
+            .prop_map(|(pick, keep, align)| Op::Shrink { pick, keep, align }),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(pick, offset)| Op::Interior { pick, offset }),
+        1 => Just(Op::Trim),
+    ]
+}
+
+/// Arena shape: capacity (page multiples; see the ignored test in
+/// tests/arena.rs for other capacities) and an optional chunk range.
+fn shape() -> impl Strategy<Value = (usize, Option<(usize, usize)>)> {
+    let capacity = if cfg!(miri) {
+        prop_oneof![Just(256usize << 10), Just(8usize << 20)].boxed()
+    } else {
+        prop_oneof![
+            Just(256usize << 10),
+            Just(1usize << 20),
+            Just(4usize << 20),
+            Just(64usize << 20),
+            Just(1usize << 30)
+        ]
+        .boxed()
+    };
+    let range = prop::option::weighted(0.25, (0usize..=300, 0usize..=MAX_SIZE))
+        .prop_map(|r| r.map(|(a, b)| (a.min(b), a.max(b))));
+    (capacity, range)
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES,
+        // Miri's isolation forbids the file system.
+        failure_persistence: if cfg!(miri) {
+            None
+        } else {
+            Some(Box::new(FileFailurePersistence::default()))
+        },
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn random_ops_match_the_model(
+        (capacity, range) in shape(),
+        ops in prop::collection::vec(op(), 0..=MAX_OPS),
+    ) {
+        let arena = match range {
+            None => Arena::new(capacity),
+            Some((min, max)) => Arena::with_chunk_range(capacity, min, max),
+        };
+        let (min, max) = range.unwrap_or((0, capacity));
+        let mut model = Model {
+            arena: &arena,
+            capacity,
+            min,
+            max,
+            live: BTreeMap::new(),
+            next_pat: 0,
+        };
+        for op in ops {
+            match op {
+                Op::Alloc { size, align, how } => model.alloc(size, align, how),
+                Op::Free { pick, via_allocator, again } => model.free(pick, via_allocator, again),
+                Op::Grow { pick, extra, align, zeroed } => {
+                    let Some((_, b)) = model.pick(pick) else { continue };
+                    let new_len = (b.len + extra).min(MAX_SIZE).max(b.len);
+                    model.resize(pick, new_len, align, zeroed);
+                }
+                Op::Shrink { pick, keep, align } => {
+                    let Some((_, b)) = model.pick(pick) else { continue };
+                    let new_len = (b.len as u64 * keep as u64 / u16::MAX as u64) as usize;
+                    model.resize(pick, new_len, align, false);
+                }
+                Op::Interior { pick, offset } => model.interior(pick, offset),
+                Op::Trim => model.trim(),
+            }
+            model.check_figures();
+        }
+        model.finish();
+    }
+}
