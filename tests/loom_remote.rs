@@ -111,7 +111,10 @@ fn adopt_if_abandoned(seg: &Segment, me: usize) -> bool {
     }
     let mut in_list = seg.in_list.lock().unwrap();
     if seg.owner.load(Ordering::Relaxed) == 0 {
-        assert!(*in_list, "an ownerless segment is always in the abandoned list");
+        assert!(
+            *in_list,
+            "an ownerless segment is always in the abandoned list"
+        );
         *in_list = false;
         seg.owner.store(me, Ordering::Release);
         true
@@ -140,7 +143,10 @@ fn abandoned_segment_is_adopted_by_exactly_one_thread() {
             seg.owner.store(0, Ordering::Release);
             *in_list = true;
         }
-        let wins: usize = adopters.into_iter().map(|t| t.join().unwrap() as usize).sum();
+        let wins: usize = adopters
+            .into_iter()
+            .map(|t| t.join().unwrap() as usize)
+            .sum();
         let owner = seg.owner.load(Ordering::Acquire);
         let in_list = *seg.in_list.lock().unwrap();
         assert!(wins <= 1);
