@@ -344,6 +344,15 @@ impl Core {
     /// # Safety
     /// `seg` is live, ours, and not in the list.
     pub unsafe fn push_segment(&mut self, seg: *mut Segment) {
+        #[cfg(debug_assertions)]
+        {
+            let mut s = self.segments;
+            while !s.is_null() {
+                assert!(s != seg, "flistalloc: segment pushed twice");
+                // SAFETY: live list members.
+                s = unsafe { (*s).next };
+            }
+        }
         // SAFETY: contract; the old head is live.
         unsafe {
             (*seg).next = self.segments;
@@ -359,6 +368,15 @@ impl Core {
     /// # Safety
     /// `seg` is live, ours, and in the list.
     pub unsafe fn drop_segment(&mut self, seg: *mut Segment) {
+        #[cfg(debug_assertions)]
+        {
+            let mut s = self.segments;
+            while !s.is_null() && s != seg {
+                // SAFETY: live list members.
+                s = unsafe { (*s).next };
+            }
+            assert!(s == seg, "flistalloc: dropping a segment not in the list");
+        }
         // SAFETY: contract; neighbours are live list members.
         unsafe {
             let s = &mut *seg;

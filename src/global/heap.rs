@@ -200,10 +200,14 @@ impl Core {
     /// segments, abandon the rest to other threads, and reset to idle.
     pub(crate) fn abandon(&mut self) {
         self.clear_empty_queue();
+        // Detach the whole list first: each segment is then either unmapped
+        // or linked into the abandoned list, never both lists at once.
         let mut seg = self.segments;
+        self.segments = null_mut();
+        self.segment_count = 0;
         while !seg.is_null() {
-            // SAFETY: live segments of ours; `next` is read before the
-            // segment is dropped or handed to the abandoned list.
+            // SAFETY: live segments of ours, detached from our list; `next`
+            // is read before the segment is unmapped or relinked.
             unsafe {
                 let next = (*seg).next;
                 for slot in 0..POOLS_PER_SEGMENT {
@@ -216,7 +220,7 @@ impl Core {
                     }
                 }
                 if (*seg).live_pools == 0 {
-                    self.drop_segment(seg);
+                    Segment::destroy(core::ptr::NonNull::new_unchecked(seg));
                 } else {
                     for slot in 0..POOLS_PER_SEGMENT {
                         let p = Segment::pool_ptr(seg, slot);
