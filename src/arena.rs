@@ -63,8 +63,11 @@ pub(crate) struct HeapState {
     pub empty_head: *mut Pool,
     pub empty_tail: *mut Pool,
     pub empty_len: usize,
+    pub empty_bytes: usize,
     /// Link in the list of idle heaps, for reuse by new threads.
     pub next_idle: *mut Core,
+    /// Base of a normal segment this heap owns, freed into last (0: none).
+    pub hot_seg: usize,
 }
 
 static NEXT_TAG: AtomicUsize = AtomicUsize::new(2);
@@ -120,7 +123,9 @@ impl Core {
                     empty_head: null_mut(),
                     empty_tail: null_mut(),
                     empty_len: 0,
+                    empty_bytes: 0,
                     next_idle: null_mut(),
+                    hot_seg: 0,
                 },
             });
         }
@@ -377,6 +382,7 @@ impl Core {
             }
             assert!(s == seg, "flistalloc: dropping a segment not in the list");
         }
+        self.global.hot_seg = 0;
         // SAFETY: contract; neighbours are live list members.
         unsafe {
             let s = &mut *seg;
@@ -475,7 +481,7 @@ impl Core {
             if !p.in_avail {
                 link_pool(self.slabs.add(p.slab as usize - self.lo), pool);
             }
-            if p.used == 0 && self.global.shared {
+            if p.used == 0 && self.global.shared && !p.in_empty {
                 self.pool_emptied(pool);
             }
         }

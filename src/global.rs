@@ -78,6 +78,90 @@ pub struct Flist {
     fixed: u8,
 }
 
+/// # Safety
+/// `pool` is a live pool of `heap`, this thread's heap, just freed into.
+#[cold]
+#[inline(never)]
+unsafe fn free_fixup(heap: *mut Core, pool: *mut crate::pool::Pool) {
+    // SAFETY: contract.
+    unsafe {
+        let p = &mut *pool;
+        if !p.in_avail {
+            crate::arena::link_pool((*heap).slabs.add(p.slab as usize - (*heap).lo), pool);
+        }
+        if p.used == 0 && (*heap).global.shared {
+            (*heap).pool_emptied(pool);
+        }
+    }
+}
+
+/// Pops a chunk of slab `idx` from the head pool's free list of `heap`, or
+/// null (the caller takes the slow path). The whole fast path of alloc.
+///
+/// # Safety
+/// `heap` is this thread's live heap; `idx` is a slab index it serves.
+#[inline(always)]
+unsafe fn pop_fast(heap: *mut Core, idx: usize) -> *mut u8 {
+    // SAFETY: contract; avail-list pools are live pools of this heap whose
+    // free lists hold free chunks with a link in their first word.
+    unsafe {
+        let pool = (*(*heap).slabs.add(idx - (*heap).lo)).avail;
+        if !pool.is_null() {
+            let c = (*pool).free;
+            if !c.is_null() {
+                (*pool).free = (*c).next;
+                (*pool).used += 1;
+                return c.cast();
+            }
+        }
+    }
+    null_mut()
+}
+
+/// The fast path of dealloc: `addr` lies in `heap`'s hot segment (the
+/// normal segment it freed into last, confirmed ours through the segment map
+/// then and reset whenever the heap stops owning it), so the map lookup and
+/// the owner check can be skipped. Same misuse checks as the slow path;
+/// false sends the pointer there (which reports misuse).
+///
+/// # Safety
+/// `heap` is this thread's live heap.
+#[inline(always)]
+unsafe fn free_hot(heap: *mut Core, addr: usize) -> bool {
+    let base = addr & !(crate::segment_map::SEGMENT_SIZE - 1);
+    // SAFETY: contract; hot_seg is 0 or a live normal segment this heap owns,
+    // so its page map and pools are ours to read and write; `addr` is a
+    // chunk start of the pool (checked) which the caller hands back.
+    unsafe {
+        if base != (*heap).global.hot_seg {
+            return false;
+        }
+        let seg = Segment::from_addr(base);
+        let slot = (*seg).pool_at((addr - base) / PAGE);
+        if slot == crate::segment::NO_POOL {
+            return false;
+        }
+        let pool = Segment::pool_ptr(seg, slot as usize);
+        let p = &mut *pool;
+        let c = p.start.with_addr(addr).cast::<crate::pool::FreeChunk>();
+        // The page map puts addr at or above p.start; `fresh` bounds it.
+        if addr >= p.fresh as usize
+            || !p.div.divides(addr - p.start as usize)
+            || c == p.free
+            || p.used == 0
+        {
+            return false;
+        }
+        (*c).next = p.free;
+        p.free = c;
+        p.used -= 1;
+        if !p.in_avail || (p.used == 0 && !p.in_empty) {
+            free_fixup(heap, pool);
+        }
+        true
+    }
+}
+
 impl Flist {
     /// A global allocator whose backend comes from `FLISTALLOC_BACKEND`.
     ///
@@ -202,8 +286,11 @@ fn backend_from_env() -> Backend {
             Backend::Flist
         }
         None => {
-            warn(b"unknown FLISTALLOC_BACKEND=", value);
-            warn(b"  valid values: flist, malloc, jemalloc; using flist", b"");
+            warn3(
+                b"unknown FLISTALLOC_BACKEND=",
+                value,
+                b" (valid values: flist, malloc, jemalloc); using flist",
+            );
             Backend::Flist
         }
     }
@@ -242,10 +329,10 @@ fn capacity_from_env() -> Option<usize> {
     match parse_capacity(value) {
         Some(n) => Some(n),
         None => {
-            warn(b"bad FLISTALLOC_CAPACITY=", value);
-            warn(
-                b"  expected bytes with an optional K/M/G/T suffix, at most 1T; using the default (1 TiB)",
-                b"",
+            warn3(
+                b"bad FLISTALLOC_CAPACITY=",
+                value,
+                b" (expected bytes with an optional K/M/G/T suffix, at most 1T); using the default, 1 TiB",
             );
             None
         }
@@ -256,9 +343,14 @@ fn capacity_from_env() -> Option<usize> {
 
 /// Writes `flistalloc: <a><b>\n` to stderr without allocating.
 fn warn(a: &[u8], b: &[u8]) {
-    let mut buf = [0u8; 256];
+    warn3(a, b, b"")
+}
+
+/// Writes `flistalloc: <a><b><c>\n` to stderr without allocating.
+fn warn3(a: &[u8], b: &[u8], c: &[u8]) {
+    let mut buf = [0u8; 320];
     let mut n = 0;
-    for part in [b"flistalloc: ".as_slice(), a, b, b"\n"] {
+    for part in [b"flistalloc: ".as_slice(), a, b, c, b"\n"] {
         for &c in part {
             if n < buf.len() - 1 {
                 buf[n] = c;
@@ -526,6 +618,24 @@ fn flist_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
     let Some(idx) = size_class::slab_index_aligned(layout.size(), layout.align()) else {
         return fallback_alloc(layout, zeroed);
     };
+    let heap = current_heap();
+    if (heap as usize) > DEAD {
+        // SAFETY: this thread's live heap; idx is a slab it serves (layouts
+        // here are at most LARGEST_FLIST_SIZE with align <= PAGE).
+        let p = unsafe { pop_fast(heap, idx) };
+        if !p.is_null() {
+            if zeroed {
+                // SAFETY: the chunk holds at least layout.size() bytes.
+                unsafe { p.write_bytes(0, layout.size()) };
+            }
+            return p;
+        }
+    }
+    flist_alloc_slow(layout, zeroed, idx)
+}
+
+#[inline(never)]
+fn flist_alloc_slow(layout: Layout, zeroed: bool, idx: usize) -> *mut u8 {
     let mut heap = current_heap();
     if (heap as usize) <= DEAD {
         heap = heap_slow();
@@ -577,6 +687,9 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
             };
             if (*heap).free_in_pool(pool, addr).is_err() {
                 die(b"double free of ", addr);
+            }
+            if entry & crate::segment_map::HUGE_FLAG == 0 {
+                (*heap).global.hot_seg = seg as usize;
             }
         }
     } else {
@@ -646,14 +759,9 @@ unsafe fn remote_free(seg: *mut Segment, entry: usize, addr: usize) {
     }
 }
 
-// SAFETY: alloc returns null or a block of at least `layout.size()` bytes
-// aligned to `layout.align()` (slabs guarantee alignment up to the page;
-// larger goes to the fallback); blocks stay valid until dealloc; dealloc
-// routes each pointer by address to the allocator that made it; nothing here
-// unwinds (misuse aborts) or calls the global allocator.
-unsafe impl GlobalAlloc for Flist {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+impl Flist {
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout) -> *mut u8 {
         let b = decided(self.fixed);
         if b != Backend::Flist as u8 {
             return whole_alloc(b, layout, false);
@@ -665,21 +773,8 @@ unsafe impl GlobalAlloc for Flist {
         }
     }
 
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let b = decided(self.fixed);
-        if b != Backend::Flist as u8 {
-            return whole_alloc(b, layout, true);
-        }
-        if is_flist_layout(&layout) {
-            flist_alloc(layout, true)
-        } else {
-            fallback_alloc(layout, true)
-        }
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
         let b = BACKEND.load(Ordering::Relaxed);
         if b != Backend::Flist as u8 {
             // SAFETY: under a whole-process backend every block is its own.
@@ -697,6 +792,60 @@ unsafe impl GlobalAlloc for Flist {
             // SAFETY: GlobalAlloc contract: a live block of ours.
             unsafe { flist_free(entry, ptr) }
         }
+    }
+}
+
+// SAFETY: alloc returns null or a block of at least `layout.size()` bytes
+// aligned to `layout.align()` (slabs guarantee alignment up to the page;
+// larger goes to the fallback); blocks stay valid until dealloc; dealloc
+// routes each pointer by address to the allocator that made it; nothing here
+// unwinds (misuse aborts) or calls the global allocator.
+unsafe impl GlobalAlloc for Flist {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if BACKEND.load(Ordering::Acquire) == Backend::Flist as u8
+            && layout.size() <= 1024
+            && layout.align() <= 8
+        {
+            let heap = current_heap();
+            if (heap as usize) > DEAD {
+                // SAFETY: this thread's live heap; sizes <= 1 KiB with
+                // align <= 8 map to slabs every heap serves.
+                let p = unsafe { pop_fast(heap, size_class::slab_index(layout.size())) };
+                if !p.is_null() {
+                    return p;
+                }
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.alloc_slow(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let b = decided(self.fixed);
+        if b != Backend::Flist as u8 {
+            return whole_alloc(b, layout, true);
+        }
+        if is_flist_layout(&layout) {
+            flist_alloc(layout, true)
+        } else {
+            fallback_alloc(layout, true)
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let addr = ptr as usize;
+        let heap = current_heap();
+        if BACKEND.load(Ordering::Relaxed) == Backend::Flist as u8 && heap as usize > DEAD {
+            // SAFETY: this thread's live heap (checked just before).
+            if unsafe { free_hot(heap, addr) } {
+                return;
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.dealloc_slow(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

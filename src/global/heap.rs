@@ -13,8 +13,12 @@ use core::sync::atomic::Ordering;
 
 /// Empty pools a heap keeps for reuse before it hands the oldest back to the
 /// OS: the hysteresis that stops a slab oscillating around a pool boundary
-/// from mapping and unmapping at every step (at most 8 x 256 KiB per thread).
-pub(crate) const EMPTY_RESERVE: usize = 8;
+/// (or a `Vec` growing through many slabs) from mapping and unmapping at
+/// every step. At most this many pools, and at most
+/// [`EMPTY_RESERVE_BYTES`] in them, per thread.
+pub(crate) const EMPTY_RESERVE: usize = 32;
+/// Byte cap of the empty-pool reserve of one thread.
+pub(crate) const EMPTY_RESERVE_BYTES: usize = 4 << 20;
 
 impl Core {
     /// Called when a local free leaves `pool` with no live chunk.
@@ -37,7 +41,10 @@ impl Core {
             }
             g.empty_tail = pool;
             g.empty_len += 1;
-            while self.global.empty_len > EMPTY_RESERVE {
+            g.empty_bytes += (*pool).bytes();
+            while self.global.empty_len > EMPTY_RESERVE
+                || self.global.empty_bytes > EMPTY_RESERVE_BYTES
+            {
                 let p = self.pop_empty();
                 if (*p).used == 0 && (*p).remote.load(Ordering::Relaxed).is_null() {
                     self.release_and_maybe_unmap(p);
@@ -57,6 +64,7 @@ impl Core {
             g.empty_head = (*p).empty_next;
             (*p).empty_next = null_mut();
             (*p).in_empty = false;
+            g.empty_bytes -= (*p).bytes();
         }
         if g.empty_head.is_null() {
             g.empty_tail = null_mut();
@@ -199,6 +207,7 @@ impl Core {
     /// At thread exit: collect remote frees, return empty pools and
     /// segments, abandon the rest to other threads, and reset to idle.
     pub(crate) fn abandon(&mut self) {
+        self.global.hot_seg = 0;
         self.clear_empty_queue();
         // Detach the whole list first: each segment is then either unmapped
         // or linked into the abandoned list, never both lists at once.
