@@ -66,9 +66,13 @@ pub(crate) struct HeapState {
     pub empty_bytes: usize,
     /// Link in the list of idle heaps, for reuse by new threads.
     pub next_idle: *mut Core,
-    /// Base of a normal segment this heap owns, freed into last (0: none).
+    /// Base of a normal segment this core owns, freed into last, or
+    /// [`NO_HOT_SEGMENT`] (never a segment base, unlike 0).
     pub hot_seg: usize,
 }
+
+/// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
+pub(crate) const NO_HOT_SEGMENT: usize = usize::MAX;
 
 static NEXT_TAG: AtomicUsize = AtomicUsize::new(2);
 
@@ -125,7 +129,7 @@ impl Core {
                     empty_len: 0,
                     empty_bytes: 0,
                     next_idle: null_mut(),
-                    hot_seg: 0,
+                    hot_seg: NO_HOT_SEGMENT,
                 },
             });
         }
@@ -382,7 +386,7 @@ impl Core {
             }
             assert!(s == seg, "flistalloc: dropping a segment not in the list");
         }
-        self.global.hot_seg = 0;
+        self.global.hot_seg = NO_HOT_SEGMENT;
         // SAFETY: contract; neighbours are live list members.
         unsafe {
             let s = &mut *seg;
@@ -398,18 +402,34 @@ impl Core {
         self.segment_count -= 1;
     }
 
-    /// Finds the pool of a chunk this core handed out.
+    /// Finds the pool of a chunk this core handed out; the flag says the
+    /// segment is a normal one confirmed through the segment map (so it may
+    /// become the hot segment).
     #[inline(always)]
-    fn pool_of(&self, addr: usize) -> Result<*mut Pool, Error> {
+    fn pool_of(&self, addr: usize) -> Result<(*mut Pool, bool), Error> {
+        let base = addr & !(SEGMENT_SIZE - 1);
+        if base == self.global.hot_seg {
+            // The normal segment we freed into last: confirmed ours through
+            // the map then, and `hot_seg` is reset when we drop it.
+            // SAFETY: a live normal segment of ours, so its page map and
+            // pools are ours to read.
+            unsafe {
+                let pool = pool_in(Segment::from_addr(base), 0, addr)?;
+                if !(*pool).is_chunk_start(addr) {
+                    return Err(Error::ForeignPointer { addr });
+                }
+                return Ok((pool, false));
+            }
+        }
         let entry = segment_map::lookup(addr);
         // One predicted branch for the common case (our tag, normal
         // segment), so the header address does not wait on the map load.
         if entry & (TAG_MASK | HUGE_FLAG) != self.tag {
-            return self.pool_of_cold(entry, addr);
+            return self.pool_of_cold(entry, addr).map(|p| (p, false));
         }
         // SAFETY: the segment map says a live normal segment with our tag
         // covers `addr`.
-        unsafe { self.pool_in_segment(Segment::from_addr(addr & !(SEGMENT_SIZE - 1)), entry, addr) }
+        unsafe { self.pool_in_segment(Segment::from_addr(base), entry, addr) }.map(|p| (p, true))
     }
 
     #[cold]
@@ -455,9 +475,13 @@ impl Core {
             return Err(Error::NullPointer);
         }
         let addr = ptr as usize;
-        let pool = self.pool_of(addr)?;
+        let (pool, normal) = self.pool_of(addr)?;
         // SAFETY: a live pool of ours and one of its chunk starts (pool_of).
-        unsafe { self.free_in_pool(pool, addr) }
+        unsafe { self.free_in_pool(pool, addr)? };
+        if normal {
+            self.global.hot_seg = addr & !(SEGMENT_SIZE - 1);
+        }
+        Ok(())
     }
 
     /// Puts chunk `addr` back on its pool's free list.
@@ -490,7 +514,7 @@ impl Core {
 
     /// The slab size of a chunk this core handed out.
     pub fn chunk_size(&self, ptr: *const u8) -> Result<usize, Error> {
-        let pool = self.pool_of(ptr as usize)?;
+        let (pool, _) = self.pool_of(ptr as usize)?;
         // SAFETY: pool_of returns live pools of ours.
         Ok(unsafe { (*pool).chunk_size })
     }

@@ -129,7 +129,7 @@ unsafe fn pop_fast(heap: *mut Core, idx: usize) -> *mut u8 {
 #[inline(always)]
 unsafe fn free_hot(heap: *mut Core, addr: usize) -> bool {
     let base = addr & !(crate::segment_map::SEGMENT_SIZE - 1);
-    // SAFETY: contract; hot_seg is 0 or a live normal segment this heap owns,
+    // SAFETY: contract; hot_seg is NO_HOT_SEGMENT or a live normal segment this heap owns,
     // so its page map and pools are ours to read and write; `addr` is a
     // chunk start of the pool (checked) which the caller hands back.
     unsafe {

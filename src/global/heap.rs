@@ -3,7 +3,7 @@
 //! segments when its thread exits, and adopting abandoned ones.
 
 use super::{lock_abandoned, Abandoned};
-use crate::arena::{link_pool, Core};
+use crate::arena::{link_pool, Core, NO_HOT_SEGMENT};
 use crate::pool::Pool;
 use crate::segment::{Segment, POOLS_PER_SEGMENT};
 use crate::segment_map::SEGMENT_SIZE;
@@ -207,7 +207,7 @@ impl Core {
     /// At thread exit: collect remote frees, return empty pools and
     /// segments, abandon the rest to other threads, and reset to idle.
     pub(crate) fn abandon(&mut self) {
-        self.global.hot_seg = 0;
+        self.global.hot_seg = NO_HOT_SEGMENT;
         self.clear_empty_queue();
         // Detach the whole list first: each segment is then either unmapped
         // or linked into the abandoned list, never both lists at once.
