@@ -209,6 +209,26 @@ impl Core {
     pub(crate) fn abandon(&mut self) {
         self.global.hot_seg = NO_HOT_SEGMENT;
         self.clear_empty_queue();
+        // Empty every slab's list of pools with room first: those lists link
+        // pools across segments, so unlinking later (when releasing an empty
+        // pool) would write into segments already handed to other threads.
+        for i in 0..=(self.hi - self.lo) {
+            // SAFETY: the slab table has hi - lo + 1 entries.
+            unsafe { (*self.slabs.add(i)).avail = null_mut() };
+        }
+        let mut s = self.segments;
+        while !s.is_null() {
+            // SAFETY: live segments of ours, not yet shared.
+            unsafe {
+                for slot in 0..POOLS_PER_SEGMENT {
+                    let p = Segment::pool_ptr(s, slot);
+                    (*p).in_avail = false;
+                    (*p).next = null_mut();
+                    (*p).prev = null_mut();
+                }
+                s = (*s).next;
+            }
+        }
         // Detach the whole list first: each segment is then either unmapped
         // or linked into the abandoned list, never both lists at once.
         let mut seg = self.segments;

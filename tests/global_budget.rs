@@ -1,0 +1,230 @@
+//! The hard memory budget, `FLISTALLOC_CAPACITY`: past it allocation
+//! returns null, so `try_reserve` gets an `Err` and an infallible allocation
+//! reaches `handle_alloc_error` (an abort). The budget is read once per
+//! process, so each case runs in a child process (this test binary re-run
+//! with the variable set).
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus};
+
+#[global_allocator]
+static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
+
+/// Set in the child: the test body does the child's work.
+const CHILD: &str = "FLIST_CHILD";
+/// Printed by a child that got to the end of its work.
+const DONE: &str = "flist-child-done";
+
+fn is_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+/// Re-runs test `name` of this binary as a child with `env` set (and no
+/// other `FLISTALLOC_*` variable); returns its status and stderr.
+fn run_child(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env_remove("FLISTALLOC_BACKEND")
+        .env_remove("FLISTALLOC_CAPACITY")
+        .envs(env.iter().copied())
+        .output()
+        .expect("spawn the test binary");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status, stderr)
+}
+
+fn child_ok(name: &str, env: &[(&str, &str)]) -> String {
+    let (status, stderr) = run_child(name, env);
+    assert!(
+        status.success() && stderr.contains(DONE),
+        "child {name} {env:?} failed: {status}\n--- stderr ---\n{stderr}"
+    );
+    stderr
+}
+
+/// Runs the child and checks it died of `handle_alloc_error`: SIGABRT, with
+/// std's "memory allocation of N bytes failed" message.
+fn child_aborts_out_of_memory(name: &str, env: &[(&str, &str)]) {
+    let (status, stderr) = run_child(name, env);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "child {name} {env:?}: {status}, expected SIGABRT\n--- stderr ---\n{stderr}"
+    );
+    assert!(
+        stderr.contains("memory allocation of"),
+        "no handle_alloc_error message:\n{stderr}"
+    );
+    assert!(!stderr.contains(DONE), "{stderr}");
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn try_reserve_respects_capacity() {
+    if is_child() {
+        // 2 GiB does not fit a 1 GiB budget; 64 MiB does.
+        let mut v: Vec<u8> = Vec::new();
+        assert!(
+            v.try_reserve(2 << 30).is_err(),
+            "2 GiB under a 1 GiB budget"
+        );
+        assert!(v.try_reserve(64 * MIB).is_ok());
+        assert!(v.capacity() >= 64 * MIB);
+        v.extend((0..64 * MIB).map(|i| i as u8));
+        assert_eq!(v[12345], 12345usize as u8);
+        // Live fallback bytes count: with 600 MiB held, another 600 MiB
+        // does not fit (address space only; the pages are never touched).
+        let mut a: Vec<u8> = Vec::new();
+        assert!(a.try_reserve_exact(600 * MIB).is_ok());
+        let mut b: Vec<u8> = Vec::new();
+        assert!(
+            b.try_reserve_exact(600 * MIB).is_err(),
+            "600 MiB + 600 MiB + 64 MiB fit a 1 GiB budget"
+        );
+        drop(a);
+        drop(v);
+        // Freeing gives the bytes back to the budget.
+        assert!(b.try_reserve_exact(600 * MIB).is_ok());
+        // Growth by realloc is counted too.
+        let mut c: Vec<u8> = Vec::new();
+        // (600 MiB held in b, so growing c from 300 to 500 MiB does not
+        // fit until b is freed.)
+        assert!(c.try_reserve_exact(300 * MIB).is_ok());
+        assert!(c.try_reserve_exact(500 * MIB).is_err());
+        drop(b);
+        assert!(c.try_reserve_exact(500 * MIB).is_ok());
+        eprintln!("{DONE}");
+        return;
+    }
+    child_ok(
+        "try_reserve_respects_capacity",
+        &[("FLISTALLOC_CAPACITY", "1G")],
+    );
+}
+
+#[test]
+fn vec_macro_past_capacity_aborts() {
+    if is_child() {
+        let v = vec![0u8; black_box(2usize << 30)];
+        black_box(&v);
+        eprintln!("{DONE}");
+        return;
+    }
+    child_aborts_out_of_memory(
+        "vec_macro_past_capacity_aborts",
+        &[("FLISTALLOC_CAPACITY", "1G")],
+    );
+}
+
+#[test]
+fn push_loop_past_capacity_aborts() {
+    // 64 MiB rather than 1 GiB: the pushes touch every byte, and the Vec
+    // fails when doubling from 32 to 64 MiB, so RSS stays small.
+    if is_child() {
+        let mut v: Vec<u64> = Vec::new();
+        for i in 0..black_box(1usize << 30) {
+            v.push(i as u64);
+        }
+        black_box(&v);
+        eprintln!("{DONE}");
+        return;
+    }
+    child_aborts_out_of_memory(
+        "push_loop_past_capacity_aborts",
+        &[("FLISTALLOC_CAPACITY", "64M")],
+    );
+}
+
+/// Allocates 1-chunk Vecs of `size` bytes until `try_reserve_exact` fails;
+/// returns them.
+fn fill(size: usize, holder: &mut Vec<Vec<u8>>) -> usize {
+    let start = holder.len();
+    while holder.len() < holder.capacity() {
+        let mut v: Vec<u8> = Vec::new();
+        if v.try_reserve_exact(size).is_err() {
+            break;
+        }
+        v.push(holder.len() as u8);
+        holder.push(v);
+    }
+    assert!(holder.len() < holder.capacity(), "the budget never ran out");
+    holder.len() - start
+}
+
+#[test]
+fn small_pools_count_against_capacity() {
+    if is_child() {
+        const BUDGET: usize = 64 * MIB;
+        // Room for more than the budget's worth of 1 KiB blocks, reserved
+        // up front so the holder itself never needs to grow.
+        let mut holder: Vec<Vec<u8>> = Vec::with_capacity(BUDGET / 1024 + 4096);
+        let n = fill(1024, &mut holder);
+        let bytes = n * 1024;
+        eprintln!(
+            "1 KiB blocks under a 64 MiB budget: {n} ({:.1} MiB); {:?}",
+            bytes as f64 / MIB as f64,
+            flistalloc::stats()
+        );
+        assert!(bytes <= BUDGET, "{bytes} bytes of blocks under 64 MiB");
+        assert!(bytes >= BUDGET - 8 * MIB, "only {bytes} bytes fit");
+        for (i, v) in holder.iter().enumerate() {
+            assert_eq!(v[0], i as u8);
+        }
+        // A large block does not fit either while the small ones are live.
+        let mut big: Vec<u8> = Vec::new();
+        assert!(big.try_reserve_exact(16 * MIB).is_err());
+
+        // Freeing them gives their pools back to the budget: a large block
+        // and blocks of another slab (which cannot reuse the 1 KiB pools)
+        // fit again.
+        holder.clear();
+        assert!(big.try_reserve_exact(16 * MIB).is_ok());
+        drop(big);
+        let m = fill(3000, &mut holder);
+        eprintln!(
+            "then 3000 B blocks: {m} ({:.1} MiB); {:?}",
+            (m * 3000) as f64 / MIB as f64,
+            flistalloc::stats()
+        );
+        assert!(m * 3000 <= BUDGET);
+        assert!(
+            m * 3000 >= BUDGET - 12 * MIB,
+            "after freeing, only {m} blocks of 3000 B fit"
+        );
+        eprintln!("{DONE}");
+        return;
+    }
+    let stderr = child_ok(
+        "small_pools_count_against_capacity",
+        &[("FLISTALLOC_CAPACITY", "64M")],
+    );
+    for line in stderr.lines().filter(|l| l.contains("blocks")) {
+        eprintln!("child: {line}");
+    }
+}
+
+#[test]
+fn malloc_backend_respects_capacity() {
+    if is_child() {
+        assert_eq!(flistalloc::backend(), flistalloc::Backend::Malloc);
+        let mut v: Vec<u8> = Vec::new();
+        assert!(v.try_reserve(2 << 30).is_err());
+        assert!(v.try_reserve(64 * MIB).is_ok());
+        let mut w: Vec<u8> = Vec::new();
+        assert!(w.try_reserve_exact(1000 * MIB).is_err());
+        drop(v);
+        assert!(w.try_reserve_exact(1000 * MIB).is_ok());
+        eprintln!("{DONE}");
+        return;
+    }
+    child_ok(
+        "malloc_backend_respects_capacity",
+        &[
+            ("FLISTALLOC_CAPACITY", "1G"),
+            ("FLISTALLOC_BACKEND", "malloc"),
+        ],
+    );
+}
