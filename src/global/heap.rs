@@ -16,9 +16,9 @@ use core::sync::atomic::Ordering;
 /// (or a `Vec` growing through many slabs) from mapping and unmapping at
 /// every step. At most this many pools, and at most
 /// [`EMPTY_RESERVE_BYTES`] in them, per thread.
-pub(crate) const EMPTY_RESERVE: usize = 32;
+pub(crate) const EMPTY_RESERVE: usize = 512;
 /// Byte cap of the empty-pool reserve of one thread.
-pub(crate) const EMPTY_RESERVE_BYTES: usize = 4 << 20;
+pub(crate) const EMPTY_RESERVE_BYTES: usize = 8 << 20;
 
 impl Core {
     /// Called when a local free leaves `pool` with no live chunk.

@@ -1,0 +1,997 @@
+//! Compare flistalloc's explicit `Arena` (through `allocator_api2`
+//! collections) with libc `malloc` on single-threaded allocation workloads:
+//! time, peak memory and their ratios, in one table.
+//!
+//! This is about the `Arena` API. For the global allocator `Flist` against
+//! malloc, jemalloc and mimalloc on multi-threaded workloads, see
+//! `examples/compare.rs` (`cargo run --release --example compare`).
+//!
+//! ```text
+//! cargo run --release --example arena_compare                # full sizes, median of 3 runs
+//! cargo run --release --example arena_compare -- --quick     # small sizes, a smoke test
+//! cargo run --release --example arena_compare -- --only tree,strings --runs 5
+//! ```
+//!
+//! Every (workload, backend, run) executes in a fresh child process (this
+//! same binary, re-executed with `--child WORKLOAD BACKEND SCALE`), so each
+//! child's peak RSS (`VmHWM` in `/proc/self/status`) belongs to that workload
+//! and backend alone. The child prints one `result ...` line on stdout; the
+//! parent prints progress on stderr and the final table on stdout.
+//!
+//! Workloads are written once, generically over
+//! `A: allocator_api2::alloc::Allocator + Copy`, and each returns a checksum
+//! that must be the same for every backend (the run fails otherwise). The
+//! backends: `flist` (`&flistalloc::Arena`, one arena per child, created and
+//! dropped inside the timed region) and `malloc` (the [`Libc`] allocator
+//! below: `malloc`/`realloc`/`posix_memalign`/`free`). Workloads run on one
+//! thread, because an `Arena` is not `Sync`.
+//!
+//! Note: `&Arena` is a one-word allocator handle, so an arena-backed
+//! `Box`/`Vec` is one word larger than a malloc-backed one (whose `Libc`
+//! handle is zero-sized). That is part of what is measured: it is what a
+//! user of the `Arena` API gets.
+//!
+//! Exit status: 0 on success, 1 when a child fails or checksums disagree,
+//! 2 on bad arguments.
+
+use allocator_api2::alloc::{AllocError, Allocator, Layout};
+use allocator_api2::boxed::Box;
+use allocator_api2::vec::Vec;
+use flistalloc::Arena;
+use std::process::{Command, ExitCode};
+use std::ptr::NonNull;
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: arena_compare [--quick] [--runs N] [--only NAME[,NAME...]]
+
+Runs allocation workloads on flistalloc's Arena and on libc malloc, each in
+a fresh child process, and prints median time, peak RSS and ratios.
+
+  --quick        small sizes (a smoke test, a few seconds)
+  --runs N       runs per (workload, backend); the median time is shown (default 3)
+  --only NAMES   only these workloads (comma-separated): sliding, tree, strings
+  -h, --help     this message";
+
+/// Capacity of the arena a `flist` child uses: only a bound, pools are
+/// mapped lazily.
+const ARENA_CAPACITY: usize = 8 << 30;
+
+// ---------------------------------------------------------------------------
+// Backends
+
+/// The libc allocator (`malloc` and friends) as an `allocator_api2`
+/// allocator, the way `std::alloc::System` does it on Linux.
+#[derive(Clone, Copy, Debug, Default)]
+struct Libc;
+
+/// Alignment glibc's `malloc` guarantees on 64-bit targets.
+const MALLOC_ALIGN: usize = 16;
+
+impl Libc {
+    fn alloc_raw(layout: Layout) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN {
+            // SAFETY: malloc may be called with any size.
+            unsafe { libc::malloc(layout.size()).cast() }
+        } else {
+            let mut p: *mut libc::c_void = std::ptr::null_mut();
+            // SAFETY: `align` is a power of two and a multiple of the pointer
+            // size (it is above 16); `p` is a valid out-pointer.
+            let rc = unsafe { libc::posix_memalign(&mut p, layout.align(), layout.size()) };
+            if rc == 0 {
+                p.cast()
+            } else {
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    /// # Safety
+    /// `ptr` is a live block of this allocator fitting `old`.
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.align() <= MALLOC_ALIGN {
+            // SAFETY: `ptr` came from malloc/posix_memalign (caller), and
+            // realloc keeps the first min(old, new) bytes.
+            let p = unsafe { libc::realloc(ptr.as_ptr().cast(), new.size()) };
+            let p = NonNull::new(p.cast::<u8>()).ok_or(AllocError)?;
+            return Ok(NonNull::slice_from_raw_parts(p, new.size()));
+        }
+        let fresh = self.allocate(new)?;
+        // SAFETY: both blocks are live and distinct; we copy what both hold,
+        // then free the old block, which the caller hands over.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                fresh.cast::<u8>().as_ptr(),
+                old.size().min(new.size()),
+            );
+            self.deallocate(ptr, old);
+        }
+        Ok(fresh)
+    }
+}
+
+// SAFETY: blocks come from malloc/posix_memalign, stay valid until freed,
+// are aligned as the layout asks (malloc aligns to 16, posix_memalign to
+// more), and `resize` keeps contents; `Libc` has no state, so copies of it
+// are interchangeable.
+unsafe impl Allocator for Libc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let p = NonNull::new(Self::alloc_raw(layout)).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+        // SAFETY: the caller hands over a live block from malloc.
+        unsafe { libc::free(ptr.as_ptr().cast()) }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+}
+
+/// An allocator the workloads can run on. New backends (the global
+/// allocator's, jemalloc, mimalloc...) get a variant here and an arm in
+/// [`Backend::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Flist,
+    Malloc,
+}
+
+impl Backend {
+    const ALL: [Backend; 2] = [Backend::Flist, Backend::Malloc];
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Flist => "flist",
+            Backend::Malloc => "malloc",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.name() == s)
+    }
+
+    /// Runs workload `W` on this backend; returns its checksum. Everything
+    /// the backend sets up and tears down (the arena) happens in here, so
+    /// the caller's timer covers it.
+    fn run<W: Workload>(self, scale: Scale) -> u64 {
+        match self {
+            Backend::Flist => {
+                let arena = Arena::new(ARENA_CAPACITY);
+                let sum = W::run(&arena, scale);
+                arena.release();
+                sum
+            }
+            Backend::Malloc => W::run(Libc, scale),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Workloads
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scale {
+    Full,
+    Quick,
+}
+
+impl Scale {
+    fn name(self) -> &'static str {
+        match self {
+            Scale::Full => "full",
+            Scale::Quick => "quick",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Scale> {
+        [Scale::Full, Scale::Quick]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+
+    fn pick<T>(self, full: T, quick: T) -> T {
+        match self {
+            Scale::Full => full,
+            Scale::Quick => quick,
+        }
+    }
+}
+
+/// A workload, written once for every allocator.
+trait Workload {
+    const NAME: &'static str;
+    const ABOUT: &'static str;
+    /// Runs the workload on `a`; returns a checksum that does not depend on
+    /// the allocator (no addresses, no allocator-dependent order).
+    fn run<A: Allocator + Copy>(a: A, scale: Scale) -> u64;
+}
+
+/// A registered workload: name, description, and the runner for a backend.
+struct Entry {
+    name: &'static str,
+    about: &'static str,
+    run: fn(Backend, Scale) -> u64,
+}
+
+const fn entry<W: Workload>() -> Entry {
+    Entry {
+        name: W::NAME,
+        about: W::ABOUT,
+        run: Backend::run::<W>,
+    }
+}
+
+const WORKLOADS: &[Entry] = &[entry::<Sliding>(), entry::<Tree>(), entry::<Strings>()];
+
+/// splitmix64: small, seeded, the same sequence for every backend.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform-enough in `0..n` (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (((self.next() >> 32) * n as u64) >> 32) as usize
+    }
+}
+
+/// (a) Many small objects of mixed sizes, a window of live ones.
+///
+/// Each step allocates an object of a mixed size (70% 8-64 B, 27% 72-512 B,
+/// 3% 520-2048 B), fills it, and puts it in a random slot of a window of
+/// `W` live objects, dropping the object it replaces (so lifetimes are
+/// random, mean `W` steps); each step also uses a short-lived scratch buffer.
+struct Sliding;
+
+impl Sliding {
+    fn object_words(rng: &mut Rng) -> usize {
+        let r = rng.below(100);
+        if r < 70 {
+            1 + rng.below(8)
+        } else if r < 97 {
+            9 + rng.below(56)
+        } else {
+            65 + rng.below(192)
+        }
+    }
+
+    fn consume<A: Allocator>(obj: &Vec<u64, A>) -> u64 {
+        obj[0].wrapping_mul(31).wrapping_add(obj[obj.len() - 1])
+    }
+}
+
+impl Workload for Sliding {
+    const NAME: &'static str = "sliding";
+    const ABOUT: &'static str =
+        "small objects of mixed sizes, random lifetimes in a window of live ones";
+
+    fn run<A: Allocator + Copy>(a: A, scale: Scale) -> u64 {
+        let steps = scale.pick(3_000_000, 1_000_000);
+        let window = scale.pick(200_000, 50_000);
+        let mut rng = Rng::new(0x511d);
+        let mut live: Vec<Option<Vec<u64, A>>, A> = Vec::with_capacity_in(window, a);
+        live.resize_with(window, || None);
+        let mut sum = 0u64;
+        for i in 0..steps as u64 {
+            let words = Self::object_words(&mut rng);
+            let mut obj = Vec::with_capacity_in(words, a);
+            obj.resize(words, i);
+            obj[words - 1] = i ^ words as u64;
+            // A scratch buffer, gone at the end of the step.
+            let mut scratch: Vec<u8, A> = Vec::with_capacity_in(16 + rng.below(240), a);
+            scratch.extend_from_slice(&i.to_le_bytes());
+            sum = sum.wrapping_add(scratch[(i % 8) as usize] as u64);
+            drop(scratch);
+            let slot = rng.below(window);
+            if let Some(old) = live[slot].replace(obj) {
+                sum = sum.wrapping_add(Self::consume(&old));
+            }
+        }
+        for obj in live.iter().flatten() {
+            sum = sum.wrapping_add(Self::consume(obj));
+        }
+        sum
+    }
+}
+
+/// (b) Binary search trees of boxed nodes, each holding a small payload.
+///
+/// Per round: insert `M` random keys, delete every other one, insert `M/4`
+/// more, look up `M` keys, sum the tree, drop it.
+struct Tree;
+
+type Link<A> = Option<Box<Node<A>, A>>;
+
+struct Node<A: Allocator> {
+    key: u64,
+    left: Link<A>,
+    right: Link<A>,
+    payload: Vec<u8, A>,
+}
+
+impl Tree {
+    fn insert<A: Allocator + Copy>(root: &mut Link<A>, key: u64, a: A) -> bool {
+        let mut cur = root;
+        while let Some(node) = cur {
+            cur = match key.cmp(&node.key) {
+                std::cmp::Ordering::Less => &mut node.left,
+                std::cmp::Ordering::Greater => &mut node.right,
+                std::cmp::Ordering::Equal => return false,
+            };
+        }
+        let len = 8 + (key % 41) as usize;
+        let mut payload = Vec::with_capacity_in(len, a);
+        payload.resize(len, key as u8);
+        *cur = Some(Box::new_in(
+            Node {
+                key,
+                left: None,
+                right: None,
+                payload,
+            },
+            a,
+        ));
+        true
+    }
+
+    fn contains<A: Allocator>(mut cur: &Link<A>, key: u64) -> bool {
+        while let Some(node) = cur {
+            cur = match key.cmp(&node.key) {
+                std::cmp::Ordering::Less => &node.left,
+                std::cmp::Ordering::Greater => &node.right,
+                std::cmp::Ordering::Equal => return true,
+            };
+        }
+        false
+    }
+
+    /// Removes the node with `key`; returns its payload checksum.
+    fn remove<A: Allocator>(root: &mut Link<A>, key: u64) -> Option<u64> {
+        let mut cur = root;
+        loop {
+            let node = cur.as_mut()?;
+            match key.cmp(&node.key) {
+                std::cmp::Ordering::Less => cur = &mut cur.as_mut()?.left,
+                std::cmp::Ordering::Greater => cur = &mut cur.as_mut()?.right,
+                std::cmp::Ordering::Equal => break,
+            }
+        }
+        let mut node = cur.take()?;
+        *cur = match (node.left.take(), node.right.take()) {
+            (None, r) => r,
+            (l, None) => l,
+            (Some(l), Some(r)) => {
+                let mut r = Some(r);
+                let mut min = Self::take_min(&mut r);
+                min.left = Some(l);
+                min.right = r;
+                Some(min)
+            }
+        };
+        Some(Self::node_sum(&node))
+    }
+
+    /// Unlinks the smallest node of a non-empty tree.
+    fn take_min<A: Allocator>(link: &mut Link<A>) -> Box<Node<A>, A> {
+        let mut cur = link;
+        while cur.as_ref().is_some_and(|n| n.left.is_some()) {
+            cur = &mut cur.as_mut().expect("checked above").left;
+        }
+        let mut min = cur.take().expect("non-empty tree");
+        *cur = min.right.take();
+        min
+    }
+
+    fn node_sum<A: Allocator>(node: &Node<A>) -> u64 {
+        node.key ^ ((node.payload.len() as u64) << 56) ^ node.payload[node.payload.len() - 1] as u64
+    }
+
+    fn tree_sum<A: Allocator + Copy>(root: &Link<A>, a: A) -> u64 {
+        let mut sum = 0u64;
+        let mut stack: Vec<&Node<A>, A> = Vec::new_in(a);
+        stack.extend(root.as_deref());
+        while let Some(n) = stack.pop() {
+            sum = sum.wrapping_add(Self::node_sum(n));
+            stack.extend(n.left.as_deref());
+            stack.extend(n.right.as_deref());
+        }
+        sum
+    }
+}
+
+impl Workload for Tree {
+    const NAME: &'static str = "tree";
+    const ABOUT: &'static str =
+        "binary search trees of boxed nodes with payloads: insert, delete, look up, drop";
+
+    fn run<A: Allocator + Copy>(a: A, scale: Scale) -> u64 {
+        let rounds = scale.pick(20, 10);
+        let m = scale.pick(50_000, 30_000);
+        let mut rng = Rng::new(0x7eee);
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            let mut root: Link<A> = None;
+            let mut keys: Vec<u64, A> = Vec::with_capacity_in(m, a);
+            for _ in 0..m {
+                let k = rng.next() >> 16;
+                if Self::insert(&mut root, k, a) {
+                    keys.push(k);
+                }
+            }
+            for &k in keys.iter().step_by(2) {
+                let s = Self::remove(&mut root, k).expect("inserted key");
+                sum = sum.wrapping_add(s);
+            }
+            for _ in 0..m / 4 {
+                Self::insert(&mut root, rng.next() >> 16, a);
+            }
+            for i in 0..m {
+                let k = if i.is_multiple_of(2) {
+                    keys[i % keys.len()]
+                } else {
+                    rng.next() >> 16
+                };
+                sum = sum.wrapping_add(Self::contains(&root, k) as u64);
+            }
+            sum = sum.wrapping_add(Self::tree_sum(&root, a));
+        }
+        sum
+    }
+}
+
+/// (c) A string table: many small owned strings in a vector and in a hash
+/// map (open addressing, owned keys), built, edited, partly removed, dropped.
+struct Strings;
+
+/// FNV-1a: a fixed hash, so probe sequences (and hence the allocation
+/// pattern) are the same for every backend.
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A minimal hash map from owned byte strings to counters: linear probing,
+/// power-of-two table, backward-shift deletion.
+struct StrMap<A: Allocator + Copy> {
+    slots: Vec<Option<Slot<A>>, A>,
+    len: usize,
+    a: A,
+}
+
+struct Slot<A: Allocator> {
+    hash: u64,
+    count: u64,
+    key: Vec<u8, A>,
+}
+
+impl<A: Allocator + Copy> StrMap<A> {
+    fn new_in(a: A) -> Self {
+        let mut slots = Vec::with_capacity_in(16, a);
+        slots.resize_with(16, || None);
+        StrMap { slots, len: 0, a }
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go.
+    fn find(&self, key: &[u8], hash: u64) -> usize {
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        loop {
+            match &self.slots[i] {
+                None => return i,
+                Some(s) if s.hash == hash && s.key[..] == *key => return i,
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Adds `by` to the counter of `key`, inserting an owned copy if new.
+    fn add(&mut self, key: &[u8], by: u64) {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let hash = fnv(key);
+        let i = self.find(key, hash);
+        match &mut self.slots[i] {
+            Some(s) => s.count += by,
+            empty => {
+                let mut owned = Vec::with_capacity_in(key.len(), self.a);
+                owned.extend_from_slice(key);
+                *empty = Some(Slot {
+                    hash,
+                    count: by,
+                    key: owned,
+                });
+                self.len += 1;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let n = self.slots.len() * 2;
+        let mut slots = Vec::with_capacity_in(n, self.a);
+        slots.resize_with(n, || None);
+        let old = std::mem::replace(&mut self.slots, slots);
+        for s in old.into_iter().flatten() {
+            let i = self.find(&s.key, s.hash);
+            self.slots[i] = Some(s);
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<u64> {
+        let mask = self.mask();
+        let mut hole = self.find(key, fnv(key));
+        let removed = self.slots[hole].take()?;
+        self.len -= 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let Some(s) = &self.slots[j] else { break };
+            let home = s.hash as usize & mask;
+            // Move `s` back into the hole unless its home lies in (hole, j].
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[j].take();
+                hole = j;
+            }
+        }
+        Some(removed.count)
+    }
+
+    /// Order-independent: the same for any table layout.
+    fn checksum(&self) -> u64 {
+        self.slots.iter().flatten().fold(self.len as u64, |acc, s| {
+            acc.wrapping_add(s.hash.rotate_left(7) ^ s.count)
+        })
+    }
+}
+
+impl Strings {
+    fn push_num<A: Allocator>(s: &mut Vec<u8, A>, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut k = digits.len();
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // Byte by byte, as string building code does: exercises growth.
+        for &d in &digits[k..] {
+            s.push(d);
+        }
+    }
+
+    fn make<A: Allocator + Copy>(rng: &mut Rng, distinct: usize, a: A) -> Vec<u8, A> {
+        const PREFIXES: [&[u8]; 4] = [b"user/", b"session:", b"k", b"/api/v2/items/"];
+        let mut s = Vec::new_in(a);
+        let id = rng.below(distinct) as u64;
+        for &b in PREFIXES[(id % 4) as usize] {
+            s.push(b);
+        }
+        Self::push_num(&mut s, id);
+        if id.is_multiple_of(3) {
+            s.extend_from_slice(b"/profile");
+        }
+        s
+    }
+}
+
+impl Workload for Strings {
+    const NAME: &'static str = "strings";
+    const ABOUT: &'static str = "a string table: small owned strings in a vector and a hash map";
+
+    fn run<A: Allocator + Copy>(a: A, scale: Scale) -> u64 {
+        let n = scale.pick(1_000_000, 300_000);
+        let distinct = n / 2;
+        let mut rng = Rng::new(0x5791);
+        let mut table: Vec<Vec<u8, A>, A> = Vec::new_in(a);
+        let mut map = StrMap::new_in(a);
+        for _ in 0..n {
+            let s = Self::make(&mut rng, distinct, a);
+            map.add(&s, 1);
+            table.push(s);
+        }
+        // Edit a third of the strings in place (grow), shrink a fifth.
+        for (i, s) in table.iter_mut().enumerate() {
+            if i.is_multiple_of(3) {
+                s.extend_from_slice(b"#edited");
+                map.add(s, 2);
+            } else if i.is_multiple_of(5) {
+                s.truncate(s.len() / 2);
+                s.shrink_to_fit();
+            }
+        }
+        // Remove some keys, drop every fourth string.
+        let mut sum = 0u64;
+        for i in (0..table.len()).step_by(7) {
+            sum = sum.wrapping_add(map.remove(&table[i]).unwrap_or(0));
+        }
+        let mut kept: Vec<Vec<u8, A>, A> = Vec::new_in(a);
+        for (i, s) in table.into_iter().enumerate() {
+            if !i.is_multiple_of(4) {
+                kept.push(s);
+            }
+        }
+        sum = sum.wrapping_add(map.checksum());
+        for s in &kept {
+            sum = sum.wrapping_add(fnv(s) ^ s.len() as u64);
+        }
+        sum
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child: run one workload on one backend, report one line.
+
+/// A field of `/proc/self/status`, in kB.
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn child(workload: &str, backend: &str, scale: &str) -> ExitCode {
+    let (Some(w), Some(b), Some(scale)) = (
+        WORKLOADS.iter().find(|w| w.name == workload),
+        Backend::parse(backend),
+        Scale::parse(scale),
+    ) else {
+        eprintln!(
+            "arena_compare --child: unknown workload, backend or scale: {workload} {backend} {scale}"
+        );
+        return ExitCode::from(2);
+    };
+    let base_kb = status_kb("VmRSS:").unwrap_or(0);
+    let start = Instant::now();
+    let checksum = (w.run)(b, scale);
+    let nanos = start.elapsed().as_nanos();
+    let hwm_kb = status_kb("VmHWM:").unwrap_or(0);
+    println!("result time_ns={nanos} checksum={checksum:#018x} hwm_kb={hwm_kb} base_kb={base_kb}");
+    ExitCode::SUCCESS
+}
+
+/// What a child reports.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    nanos: u64,
+    checksum: u64,
+    hwm_kb: u64,
+    base_kb: u64,
+}
+
+fn parse_result(stdout: &str) -> Option<Sample> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("result "))?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    let checksum = field("checksum")?;
+    Some(Sample {
+        nanos: field("time_ns")?.parse().ok()?,
+        checksum: u64::from_str_radix(checksum.strip_prefix("0x")?, 16).ok()?,
+        hwm_kb: field("hwm_kb")?.parse().ok()?,
+        base_kb: field("base_kb")?.parse().ok()?,
+    })
+}
+
+fn run_child(w: &Entry, b: Backend, scale: Scale) -> Result<Sample, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let out = Command::new(exe)
+        .args(["--child", w.name, b.name(), scale.name()])
+        .output()
+        .map_err(|e| format!("cannot start child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "child {} / {} failed ({}):\n{}{}",
+            w.name,
+            b.name(),
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_result(&stdout).ok_or_else(|| {
+        format!(
+            "child {} / {}: no result line in {stdout:?}",
+            w.name,
+            b.name()
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Parent: run everything, check checksums, print the table.
+
+struct Options {
+    scale: Scale,
+    runs: usize,
+    only: Option<std::vec::Vec<String>>,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut opts = Options {
+        scale: Scale::Full,
+        runs: 3,
+        only: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => opts.scale = Scale::Quick,
+            "--runs" => {
+                let v = it.next().ok_or("--runs needs a number")?;
+                opts.runs = match v.parse() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(format!("--runs: not a positive number: {v:?}")),
+                };
+            }
+            "--only" => {
+                let v = it.next().ok_or("--only needs workload names")?;
+                let names: std::vec::Vec<String> = v.split(',').map(str::to_owned).collect();
+                for n in &names {
+                    if !WORKLOADS.iter().any(|w| w.name == n) {
+                        return Err(format!("--only: unknown workload {n:?}"));
+                    }
+                }
+                opts.only = Some(names);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(opts)
+}
+
+fn median(xs: &[u64]) -> u64 {
+    let mut v = xs.to_vec();
+    v.sort_unstable();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    }
+}
+
+/// Results of one workload on one backend, over all runs.
+struct Cell {
+    samples: std::vec::Vec<Sample>,
+}
+
+impl Cell {
+    fn time_ns(&self) -> u64 {
+        median(
+            &self
+                .samples
+                .iter()
+                .map(|s| s.nanos)
+                .collect::<std::vec::Vec<_>>(),
+        )
+    }
+
+    /// The largest peak RSS seen (peaks barely vary between runs).
+    fn hwm_kb(&self) -> u64 {
+        self.samples.iter().map(|s| s.hwm_kb).max().unwrap_or(0)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: std::vec::Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        if args.len() != 4 {
+            eprintln!("arena_compare: --child needs WORKLOAD BACKEND SCALE");
+            return ExitCode::from(2);
+        }
+        return child(&args[1], &args[2], &args[3]);
+    }
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("arena_compare: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let workloads: std::vec::Vec<&Entry> = WORKLOADS
+        .iter()
+        .filter(|w| {
+            opts.only
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|n| n == w.name))
+        })
+        .collect();
+    match compare(&workloads, &opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arena_compare: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
+    let backends = Backend::ALL;
+    // cells[w][b]
+    let mut cells: std::vec::Vec<std::vec::Vec<Cell>> = workloads
+        .iter()
+        .map(|_| backends.iter().map(|_| Cell { samples: vec![] }).collect())
+        .collect();
+    let total = workloads.len() * backends.len() * opts.runs;
+    let mut done = 0;
+    let started = Instant::now();
+    // Runs outermost, so slow drift (thermal, other load) spreads evenly.
+    for run in 1..=opts.runs {
+        for (wi, w) in workloads.iter().enumerate() {
+            for (bi, &b) in backends.iter().enumerate() {
+                done += 1;
+                let s = run_child(w, b, opts.scale)?;
+                eprintln!(
+                    "[{done:>2}/{total}] {:<8} {:<7} run {run}/{}: {:>8.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
+                    w.name,
+                    b.name(),
+                    opts.runs,
+                    s.nanos as f64 / 1e6,
+                    s.hwm_kb as f64 / 1024.0,
+                    s.checksum
+                );
+                let first = cells[wi]
+                    .iter()
+                    .flat_map(|c| &c.samples)
+                    .next()
+                    .map(|f| f.checksum);
+                if let Some(expected) = first {
+                    if s.checksum != expected {
+                        return Err(format!(
+                            "checksum mismatch on {}: {} gave {:#018x}, expected {expected:#018x}",
+                            w.name,
+                            b.name(),
+                            s.checksum
+                        ));
+                    }
+                }
+                cells[wi][bi].samples.push(s);
+            }
+        }
+    }
+    print_table(workloads, &backends, &cells, opts);
+    eprintln!(
+        "arena_compare: {total} runs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_table(
+    workloads: &[&Entry],
+    backends: &[Backend],
+    cells: &[std::vec::Vec<Cell>],
+    opts: &Options,
+) {
+    let base_kb = cells
+        .iter()
+        .flatten()
+        .flat_map(|c| &c.samples)
+        .map(|s| s.base_kb)
+        .min()
+        .unwrap_or(0);
+    println!(
+        "flistalloc arena_compare (Arena vs malloc): {} sizes, median time of {} run(s), peak RSS = VmHWM of each child process",
+        opts.scale.name(),
+        opts.runs
+    );
+    println!();
+    println!(
+        "{:<9} {:<8} {:>10} {:>8} {:>10} {:>8}",
+        "workload", "backend", "time ms", "vs best", "peak MiB", "vs best"
+    );
+    println!("{}", "-".repeat(58));
+    // Per backend, the time and peak ratios to the best, for the geometric mean.
+    let mut log_t = vec![0.0f64; backends.len()];
+    let mut log_m = vec![0.0f64; backends.len()];
+    for (wi, w) in workloads.iter().enumerate() {
+        let row = &cells[wi];
+        let best_t = row.iter().map(Cell::time_ns).min().unwrap_or(1).max(1) as f64;
+        let best_m = row.iter().map(Cell::hwm_kb).min().unwrap_or(1).max(1) as f64;
+        for (bi, b) in backends.iter().enumerate() {
+            let c = &row[bi];
+            let rt = c.time_ns() as f64 / best_t;
+            let rm = c.hwm_kb() as f64 / best_m;
+            log_t[bi] += rt.ln();
+            log_m[bi] += rm.ln();
+            println!(
+                "{:<9} {:<8} {:>10.1} {:>7.2}x {:>10.1} {:>7.2}x",
+                if bi == 0 { w.name } else { "" },
+                b.name(),
+                c.time_ns() as f64 / 1e6,
+                rt,
+                c.hwm_kb() as f64 / 1024.0,
+                rm
+            );
+        }
+    }
+    println!("{}", "-".repeat(58));
+    let n = workloads.len().max(1) as f64;
+    for (bi, b) in backends.iter().enumerate() {
+        println!(
+            "{:<9} {:<8} {:>10} {:>7.2}x {:>10} {:>7.2}x",
+            if bi == 0 { "geo mean" } else { "" },
+            b.name(),
+            "",
+            (log_t[bi] / n).exp(),
+            "",
+            (log_m[bi] / n).exp()
+        );
+    }
+    println!();
+    for w in workloads {
+        println!("  {:<8} {}", w.name, w.about);
+    }
+    println!(
+        "  (each child starts at about {:.1} MiB RSS before its workload runs)",
+        base_kb as f64 / 1024.0
+    );
+    // flist against malloc, the question this example answers first.
+    let fi = backends.iter().position(|&b| b == Backend::Flist);
+    let mi = backends.iter().position(|&b| b == Backend::Malloc);
+    if let (Some(fi), Some(mi)) = (fi, mi) {
+        let t = ((log_t[fi] - log_t[mi]) / n).exp();
+        let m = ((log_m[fi] - log_m[mi]) / n).exp();
+        println!();
+        println!(
+            "flist / malloc (geometric mean over workloads): time {t:.2}x ({:.2}x {}), peak RSS {m:.2}x",
+            if t <= 1.0 { 1.0 / t } else { t },
+            if t <= 1.0 { "faster" } else { "slower" }
+        );
+    }
+}
