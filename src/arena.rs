@@ -248,6 +248,16 @@ impl Core {
     }
 
     fn new_pool(&mut self, idx: usize) -> Result<*mut Pool, Error> {
+        let first = self.new_pool_once(idx);
+        // A thread heap over the process budget first gives back the empty
+        // pools it keeps in reserve, then tries once more.
+        if first.is_err() && self.global.shared && self.purge_empty() {
+            return self.new_pool_once(idx);
+        }
+        first
+    }
+
+    fn new_pool_once(&mut self, idx: usize) -> Result<*mut Pool, Error> {
         let chunk = size_class::slab_size(idx);
         // SAFETY: idx in range (see alloc_index).
         let st = unsafe { &mut *self.slabs.add(idx - self.lo) };

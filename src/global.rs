@@ -577,7 +577,16 @@ fn is_flist_layout(layout: &Layout) -> bool {
 #[inline(never)]
 fn fallback_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
     if !budget_take(layout.size()) {
-        return null_mut();
+        // Over the budget: give back this thread's empty reserve, retry once.
+        let heap = current_heap();
+        if (heap as usize) <= DEAD {
+            return null_mut();
+        }
+        // SAFETY: this thread's live heap, not otherwise borrowed here.
+        let released = unsafe { (*heap).purge_empty() };
+        if !released || !budget_take(layout.size()) {
+            return null_mut();
+        }
     }
     let p = backend::alloc(FALLBACK, layout, zeroed);
     if p.is_null() {

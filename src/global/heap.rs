@@ -73,6 +73,24 @@ impl Core {
         p
     }
 
+    /// Returns every pool of the empty reserve to the OS now; true if any
+    /// was released.
+    pub(crate) fn purge_empty(&mut self) -> bool {
+        let mut released = false;
+        while !self.global.empty_head.is_null() {
+            // SAFETY: the queue is not empty; its members are live pools of
+            // ours; a popped pool that is still empty may be released.
+            unsafe {
+                let p = self.pop_empty();
+                if (*p).used == 0 && (*p).remote.load(Ordering::Relaxed).is_null() {
+                    self.release_and_maybe_unmap(p);
+                    released = true;
+                }
+            }
+        }
+        released
+    }
+
     pub(crate) fn clear_empty_queue(&mut self) {
         while !self.global.empty_head.is_null() {
             // SAFETY: the queue is not empty.
