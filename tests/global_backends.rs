@@ -7,45 +7,13 @@
 use flistalloc::Backend;
 use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
-/// Set in the child: the test body does the child's work.
-const CHILD: &str = "FLIST_CHILD";
-/// Printed by a child that got to the end of its work.
-const DONE: &str = "flist-child-done";
-
-fn is_child() -> bool {
-    std::env::var_os(CHILD).is_some()
-}
-
-/// Re-runs test `name` of this binary as a child with `env` set (and no
-/// other `FLISTALLOC_*` variable); returns its status and stderr.
-fn run_child(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env_remove("FLISTALLOC_BACKEND")
-        .env_remove("FLISTALLOC_CAPACITY")
-        .envs(env.iter().copied())
-        .output()
-        .expect("spawn the test binary");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status, stderr)
-}
-
-/// Runs the child and checks it finished its work and exited 0.
-fn child_ok(name: &str, env: &[(&str, &str)]) -> String {
-    let (status, stderr) = run_child(name, env);
-    assert!(
-        status.success() && stderr.contains(DONE),
-        "child {name} {env:?} failed: {status}\n--- stderr ---\n{stderr}"
-    );
-    stderr
-}
+mod common;
+use common::{child_ok, is_child, DONE};
 
 /// Lines of the allocator's own messages.
 fn flist_lines(stderr: &str) -> Vec<&str> {

@@ -6,43 +6,12 @@
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus};
 
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
-/// Set in the child: the test body does the child's work.
-const CHILD: &str = "FLIST_CHILD";
-/// Printed by a child that got to the end of its work.
-const DONE: &str = "flist-child-done";
-
-fn is_child() -> bool {
-    std::env::var_os(CHILD).is_some()
-}
-
-/// Re-runs test `name` of this binary as a child with `env` set (and no
-/// other `FLISTALLOC_*` variable); returns its status and stderr.
-fn run_child(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env_remove("FLISTALLOC_BACKEND")
-        .env_remove("FLISTALLOC_CAPACITY")
-        .envs(env.iter().copied())
-        .output()
-        .expect("spawn the test binary");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status, stderr)
-}
-
-fn child_ok(name: &str, env: &[(&str, &str)]) -> String {
-    let (status, stderr) = run_child(name, env);
-    assert!(
-        status.success() && stderr.contains(DONE),
-        "child {name} {env:?} failed: {status}\n--- stderr ---\n{stderr}"
-    );
-    stderr
-}
+mod common;
+use common::{child_ok, is_child, run_child, DONE};
 
 /// Runs the child and checks it died of `handle_alloc_error`: SIGABRT, with
 /// std's "memory allocation of N bytes failed" message.

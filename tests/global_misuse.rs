@@ -5,36 +5,24 @@
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
-/// Set in the child: the test body does the misuse.
-const CHILD: &str = "FLIST_CHILD";
+mod common;
+use common::{is_child, run_child};
+
 /// Printed by a child that survived its misuse (it must not).
 const SURVIVED: &str = "flist-child-survived";
-
-fn is_child() -> bool {
-    std::env::var_os(CHILD).is_some()
-}
 
 /// Runs test `name` as a child and checks it aborted with exactly one line
 /// from flistalloc, starting `flistalloc: ` and containing `needle`.
 fn child_dies_with(name: &str, needle: &str) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env_remove("FLISTALLOC_BACKEND")
-        .env_remove("FLISTALLOC_CAPACITY")
-        .output()
-        .expect("spawn the test binary");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = run_child(name, &[]);
     assert_eq!(
-        out.status.signal(),
+        status.signal(),
         Some(libc::SIGABRT),
-        "child {name}: {}, expected SIGABRT\n--- stderr ---\n{stderr}",
-        out.status
+        "child {name}: {status}, expected SIGABRT\n--- stderr ---\n{stderr}"
     );
     assert!(!stderr.contains(SURVIVED), "{stderr}");
     let lines: Vec<&str> = stderr
