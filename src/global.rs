@@ -33,9 +33,12 @@
 //!   thread adopts an abandoned segment when it needs a new pool, and a
 //!   thread freeing into an abandoned segment adopts it first, so a segment
 //!   whose last chunk is freed after its thread exited is returned too.
-//! * **Memory held.** A heap keeps up to [`EMPTY_RESERVE`](heap::EMPTY_RESERVE)
-//!   empty pools for reuse, then hands the oldest back (`MADV_DONTNEED`, so
-//!   RSS drops; a segment left with no pool is unmapped). [`trim`] does it at
+//! * **Memory held.** A heap keeps up to 512 empty pools and 8 MiB in them
+//!   (`EMPTY_RESERVE`, `EMPTY_RESERVE_BYTES` in `heap.rs`) for reuse, then
+//!   hands the oldest back (`MADV_DONTNEED`, so RSS drops; a segment left
+//!   with no pool is unmapped): hysteresis, so a slab oscillating around a
+//!   pool boundary does not map and unmap at every step. Over the budget the
+//!   reserve is given back before an allocation fails. [`trim`] does it at
 //!   once.
 
 mod heap;
