@@ -31,7 +31,6 @@ pub(crate) const TAG_MASK: usize = (1 << TAG_BITS) - 1;
 /// Set in the entries of a huge segment (one pool spanning several granules).
 pub(crate) const HUGE_FLAG: usize = 1 << TAG_BITS;
 /// Tag of segments owned by the global allocator's thread heaps.
-#[allow(dead_code)]
 pub(crate) const GLOBAL_TAG: usize = 1;
 
 struct Leaf {
@@ -114,15 +113,6 @@ pub(crate) fn remove(base: usize, len: usize) {
             unsafe { (*leaf).entries[g & (LEAF_LEN - 1)].store(0, Ordering::Release) };
         }
     }
-}
-
-/// Bytes of leaves mapped so far (process-wide bookkeeping).
-#[allow(dead_code)]
-pub(crate) fn leaf_bytes() -> usize {
-    TOP.iter()
-        .filter(|l| !l.load(Ordering::Relaxed).is_null())
-        .count()
-        * core::mem::size_of::<Leaf>()
 }
 
 #[cfg(test)]
