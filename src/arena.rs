@@ -69,6 +69,18 @@ pub(crate) struct HeapState {
     /// Base of a normal segment this core owns, freed into last, or
     /// [`NO_HOT_SEGMENT`] (never a segment base, unlike 0).
     pub hot_seg: usize,
+    /// A robust mutex the thread using this heap holds from attach to its
+    /// exit: when the thread ends without the key destructor detaching it
+    /// (a first allocation in the last destructor round), the kernel marks
+    /// the mutex owner-dead and a later `trylock` proves the thread is gone
+    /// (see `global::reap_dead_heaps`). Initialised by `global` before use.
+    pub owner_lock: libc::pthread_mutex_t,
+    /// Whether a thread uses this heap; read and written only while holding
+    /// `owner_lock` (or by the owner thread, which holds it).
+    pub attached: bool,
+    /// Link in the list of every thread heap ever made (heaps are never
+    /// unmapped); written once, before the heap is published.
+    pub next_all: *mut Core,
 }
 
 /// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
@@ -130,6 +142,9 @@ impl Core {
                     empty_bytes: 0,
                     next_idle: null_mut(),
                     hot_seg: NO_HOT_SEGMENT,
+                    owner_lock: libc::PTHREAD_MUTEX_INITIALIZER,
+                    attached: false,
+                    next_all: null_mut(),
                 },
             });
         }

@@ -480,16 +480,134 @@ pub(crate) fn lock_abandoned() -> AbandonedGuard {
 static IDLE_LOCK: SpinLock = SpinLock(AtomicBool::new(false));
 static IDLE_HEAD: AtomicPtr<Core> = AtomicPtr::new(null_mut());
 
+/// Held while dead heaps are looked for and reclaimed (one reaper at a
+/// time); taken before `IDLE_LOCK` and `ABANDONED_LOCK`.
+static REAP_LOCK: SpinLock = SpinLock(AtomicBool::new(false));
+/// Every thread heap ever made, linked through `next_all` (push only: heaps
+/// are never unmapped).
+static ALL_HEAPS: AtomicPtr<Core> = AtomicPtr::new(null_mut());
+
 extern "C" fn fork_prepare() {
+    REAP_LOCK.lock();
     IDLE_LOCK.lock();
     ABANDONED_LOCK.lock();
 }
 extern "C" fn fork_parent() {
     ABANDONED_LOCK.unlock();
     IDLE_LOCK.unlock();
+    REAP_LOCK.unlock();
 }
 extern "C" fn fork_child() {
     ABANDONED_LOCK.unlock();
+    IDLE_LOCK.unlock();
+    REAP_LOCK.unlock();
+    // glibc gives the child an empty robust-mutex list: the forking thread's
+    // heap lock is still marked as held by its parent-side thread id. Make a
+    // fresh one and hold it again. (Heaps of the other threads, which do not
+    // exist in the child, stay marked as held and are never reclaimed.)
+    let heap = current_heap();
+    if heap as usize > DEAD {
+        // SAFETY: this thread's live heap; no other thread exists yet in
+        // the child, so nothing else touches its lock.
+        unsafe {
+            init_owner_lock(heap);
+            lock_owner(heap);
+        }
+    }
+}
+
+/// Makes `heap`'s `owner_lock` a fresh, unlocked robust mutex.
+///
+/// # Safety
+/// `heap` is a live thread heap whose lock nobody holds or waits on.
+unsafe fn init_owner_lock(heap: *mut Core) {
+    // SAFETY: the attribute object lives on this stack frame and is
+    // initialised before use; the mutex memory is the heap's own field,
+    // which nobody else uses now (contract). None of these calls allocates.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = core::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        libc::pthread_mutex_init(core::ptr::addr_of_mut!((*heap).global.owner_lock), &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+}
+
+/// Takes `heap`'s `owner_lock` for the calling thread until it exits.
+///
+/// # Safety
+/// `heap` is a live thread heap with an initialised `owner_lock` that no
+/// thread holds for long (a reaper holds it for a check at most).
+unsafe fn lock_owner(heap: *mut Core) {
+    // SAFETY: an initialised robust mutex in a heap that is never unmapped.
+    unsafe {
+        let m = core::ptr::addr_of_mut!((*heap).global.owner_lock);
+        if libc::pthread_mutex_lock(m) == libc::EOWNERDEAD {
+            // Only a reaper could have died holding it, while checking an
+            // idle heap: the heap's state is whole.
+            libc::pthread_mutex_consistent(m);
+        }
+        (*heap).global.attached = true;
+    }
+}
+
+/// Finds thread heaps whose thread exited without detaching them (its first
+/// allocation came in the last round of pthread key destructors, after ours
+/// had run) and gives their memory back as a thread exit does: the kernel
+/// marks such a heap's robust `owner_lock` owner-dead, so `trylock` proves the
+/// thread is gone. Returns how many heaps were reclaimed. Called when no idle
+/// heap is left for a new thread, and by [`trim`].
+fn reap_dead_heaps() -> usize {
+    let mut reaped = 0;
+    REAP_LOCK.lock();
+    let mut h = ALL_HEAPS.load(Ordering::Acquire);
+    while !h.is_null() {
+        // SAFETY: heaps on ALL_HEAPS are live (never unmapped) and their lock
+        // was initialised before they were published. A heap whose lock we
+        // take with EOWNERDEAD belongs to a thread that no longer exists, so
+        // its private state is ours to tear down while we hold the lock.
+        unsafe {
+            let m = core::ptr::addr_of_mut!((*h).global.owner_lock);
+            match libc::pthread_mutex_trylock(m) {
+                libc::EOWNERDEAD => {
+                    libc::pthread_mutex_consistent(m);
+                    let was_attached = (*h).global.attached;
+                    if was_attached {
+                        (*h).abandon();
+                        (*h).global.attached = false;
+                    }
+                    libc::pthread_mutex_unlock(m);
+                    if was_attached {
+                        push_idle(h);
+                        stats::THREADS.fetch_sub(1, Ordering::Relaxed);
+                        reaped += 1;
+                    }
+                }
+                0 => {
+                    // Idle: attach and exit both change `attached` only
+                    // while holding the lock, so an idle heap is unlocked.
+                    debug_assert!(!(*h).global.attached);
+                    libc::pthread_mutex_unlock(m);
+                }
+                _ => {} // held by a live thread (or a thread of the parent, after fork)
+            }
+            h = (*h).global.next_all;
+        }
+    }
+    REAP_LOCK.unlock();
+    reaped
+}
+
+/// Puts a detached heap on the idle stack for the next new thread.
+///
+/// # Safety
+/// `heap` is a live thread heap that no thread uses and that is not on the
+/// idle stack.
+unsafe fn push_idle(heap: *mut Core) {
+    IDLE_LOCK.lock();
+    // SAFETY: contract; we hold IDLE_LOCK, which guards the stack's links.
+    unsafe { (*heap).global.next_idle = IDLE_HEAD.load(Ordering::Relaxed) };
+    IDLE_HEAD.store(heap, Ordering::Relaxed);
     IDLE_LOCK.unlock();
 }
 
@@ -519,16 +637,42 @@ fn heap_slow() -> *mut Core {
     if !h.is_null() {
         return h;
     }
-    IDLE_LOCK.lock();
-    let idle = IDLE_HEAP_POP();
-    IDLE_LOCK.unlock();
+    let mut idle = pop_idle();
+    if idle.is_null() && reap_dead_heaps() > 0 {
+        idle = pop_idle();
+    }
     let heap = match NonNull::new(idle) {
         Some(h) => h.as_ptr(),
         None => match Core::create(MAX_ARENA_SIZE, 0, LARGEST_FLIST_SIZE, GLOBAL_TAG) {
-            Ok(c) => c.as_ptr(),
+            Ok(c) => {
+                let h = c.as_ptr();
+                // SAFETY: a fresh heap, not yet published: its lock is ours
+                // to initialise, and its `next_all` link ours to set before
+                // the Release CAS publishes it.
+                unsafe {
+                    init_owner_lock(h);
+                    let mut head = ALL_HEAPS.load(Ordering::Relaxed);
+                    loop {
+                        (*h).global.next_all = head;
+                        match ALL_HEAPS.compare_exchange_weak(
+                            head,
+                            h,
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => break,
+                            Err(now) => head = now,
+                        }
+                    }
+                }
+                h
+            }
             Err(_) => return null_mut(),
         },
     };
+    // SAFETY: a live heap no thread uses (fresh, or popped off the idle
+    // stack); its lock was initialised when it was made.
+    unsafe { lock_owner(heap) };
     let key = THREAD_KEY.load(Ordering::Relaxed);
     if key != usize::MAX {
         // SAFETY: a key made by pthread_key_create; the value is our heap.
@@ -539,14 +683,16 @@ fn heap_slow() -> *mut Core {
     heap
 }
 
-#[allow(non_snake_case)]
-fn IDLE_HEAP_POP() -> *mut Core {
+/// Pops a heap off the idle stack, or null.
+fn pop_idle() -> *mut Core {
+    IDLE_LOCK.lock();
     let h = IDLE_HEAD.load(Ordering::Relaxed);
     if !h.is_null() {
         // SAFETY: idle heaps are live cores linked through next_idle; we hold
         // IDLE_LOCK.
         IDLE_HEAD.store(unsafe { (*h).global.next_idle }, Ordering::Relaxed);
     }
+    IDLE_LOCK.unlock();
     h
 }
 
@@ -557,14 +703,15 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
         return;
     }
     HEAP.with(|c| c.set(DEAD as *mut Core));
-    // SAFETY: the heap belongs to this (exiting) thread; no other thread
-    // touches its private state.
+    // SAFETY: the heap belongs to this (exiting) thread, which holds its
+    // `owner_lock`, so neither another thread nor a reaper touches its
+    // private state; once detached and unlocked it is no thread's, and goes
+    // on the idle stack.
     unsafe {
         (*heap).abandon();
-        IDLE_LOCK.lock();
-        (*heap).global.next_idle = IDLE_HEAD.load(Ordering::Relaxed);
-        IDLE_HEAD.store(heap, Ordering::Relaxed);
-        IDLE_LOCK.unlock();
+        (*heap).global.attached = false;
+        libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*heap).global.owner_lock));
+        push_idle(heap);
     }
     stats::THREADS.fetch_sub(1, Ordering::Relaxed);
 }
@@ -942,6 +1089,7 @@ pub fn trim() -> usize {
     if BACKEND.load(Ordering::Relaxed) != Backend::Flist as u8 {
         return 0;
     }
+    reap_dead_heaps();
     let heap = heap_slow();
     if heap.is_null() {
         return 0;

@@ -42,13 +42,17 @@ impl Core {
             g.empty_tail = pool;
             g.empty_len += 1;
             g.empty_bytes += (*pool).bytes();
+            stats::RESERVE_BYTES.fetch_add((*pool).bytes() as isize, Ordering::Relaxed);
+            // Pop oldest first until both bounds hold again: one pool out per
+            // pool in is not enough once the oldest pools are smaller than
+            // the newest. A popped pool that was reused since it was queued
+            // is just dropped from the queue (it is not empty any more).
             while self.global.empty_len > EMPTY_RESERVE
                 || self.global.empty_bytes > EMPTY_RESERVE_BYTES
             {
                 let p = self.pop_empty();
                 if (*p).used == 0 && (*p).remote.load(Ordering::Relaxed).is_null() {
                     self.release_and_maybe_unmap(p);
-                    break;
                 }
             }
         }
@@ -65,6 +69,7 @@ impl Core {
             (*p).empty_next = null_mut();
             (*p).in_empty = false;
             g.empty_bytes -= (*p).bytes();
+            stats::RESERVE_BYTES.fetch_sub((*p).bytes() as isize, Ordering::Relaxed);
         }
         if g.empty_head.is_null() {
             g.empty_tail = null_mut();

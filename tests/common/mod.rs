@@ -38,3 +38,43 @@ pub fn child_ok(name: &str, env: &[(&str, &str)]) -> String {
     );
     stderr
 }
+
+/// Resident set size of this process now, in bytes (`/proc/self/statm`).
+pub fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let resident: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("statm has a resident field")
+        .parse()
+        .expect("resident pages are a number");
+    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always defined.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    resident * page as usize
+}
+
+/// A small deterministic xorshift generator: tests need repeatable streams,
+/// not statistical quality.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; 0 is mapped to a fixed odd seed).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
