@@ -41,7 +41,7 @@ extern "C" fn rearming_destructor(value: *mut libc::c_void) {
     let round = value as usize;
     if round < 4 {
         // SAFETY: our key; a non-null value makes glibc run another round.
-        unsafe { libc::pthread_setspecific(key(), (round + 1) as *const libc::c_void) };
+        unsafe { libc::pthread_setspecific(key(), std::ptr::without_provenance(round + 1)) };
     } else {
         let v: Vec<u64> = black_box((0..100).collect());
         assert_eq!(v.iter().sum::<u64>(), 4950);
@@ -52,7 +52,7 @@ extern "C" fn rearming_destructor(value: *mut libc::c_void) {
 /// The thread body: only arms the key (round 1 will see value 1).
 extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: our key, created before any of these threads.
-    unsafe { libc::pthread_setspecific(key(), 1 as *const libc::c_void) };
+    unsafe { libc::pthread_setspecific(key(), std::ptr::without_provenance(1)) };
     std::ptr::null_mut()
 }
 
@@ -61,12 +61,10 @@ fn heap_attached_in_last_destructor_round_is_reclaimed() {
     // Make flistalloc decide its backend and create its key first.
     black_box(vec![1u8; 100]);
     let mut k: libc::pthread_key_t = 0;
-    // SAFETY: a plain key creation with an extern "C" destructor that never
-    // unwinds (its allocation cannot fail in this test).
-    assert_eq!(
-        unsafe { libc::pthread_key_create(&mut k, Some(rearming_destructor)) },
-        0
-    );
+    // SAFETY: `k` is a valid out-pointer; the destructor is an extern "C"
+    // fn that does not unwind (its one allocation is tiny).
+    let rc = unsafe { libc::pthread_key_create(&mut k, Some(rearming_destructor)) };
+    assert_eq!(rc, 0);
     KEY.store(k as usize, Ordering::Relaxed);
 
     flistalloc::trim();

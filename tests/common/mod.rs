@@ -60,7 +60,11 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from `seed` (any value; 0 is mapped to a fixed odd seed).
     pub fn new(seed: u64) -> Rng {
-        Rng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        Rng(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next 64 random bits.
