@@ -13,35 +13,12 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use flistalloc::Arena;
 use std::hint::black_box;
 use std::time::Duration;
+use support::rng::permutation;
 
 const SIZES: [usize; 5] = [8, 64, 256, 4096, 65536];
 const BATCH: usize = 1000;
 /// Pools are mapped lazily, so a large capacity costs nothing up front.
 const CAPACITY: usize = 1 << 30;
-
-/// splitmix64: a tiny seeded generator, so the free order is reproducible.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// A permutation of `0..n`, Fisher-Yates with a fixed seed.
-fn free_order(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix(seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
-}
 
 fn pairs(c: &mut Criterion) {
     for size in SIZES {
@@ -71,7 +48,8 @@ fn pairs(c: &mut Criterion) {
 }
 
 fn batches(c: &mut Criterion) {
-    let order = free_order(BATCH, 0x5eed_f11a);
+    // A seeded shuffle: the same free order for every allocator and run.
+    let order = permutation(BATCH, 0x5eed_f11a);
     for size in SIZES {
         let mut g = c.benchmark_group(format!("batch/{size}"));
         let arena = Arena::new(CAPACITY);

@@ -22,25 +22,33 @@
 //! `A: allocator_api2::alloc::Allocator + Copy`, and each returns a checksum
 //! that must be the same for every backend (the run fails otherwise). The
 //! backends: `flist` (`&flistalloc::Arena`, one arena per child, created and
-//! dropped inside the timed region) and `malloc` (the [`Libc`] allocator
-//! below: `malloc`/`realloc`/`posix_memalign`/`free`). Workloads run on one
-//! thread, because an `Arena` is not `Sync`.
+//! dropped inside the timed region) and `malloc` (`std::alloc::System`,
+//! which `allocator_api2` makes an allocator: on Linux it calls
+//! `malloc`/`realloc`/`posix_memalign`/`free`; this binary keeps `System` as
+//! its global allocator). Workloads run on one thread, because an `Arena` is
+//! not `Sync`.
 //!
 //! Note: `&Arena` is a one-word allocator handle, so an arena-backed
-//! `Box`/`Vec` is one word larger than a malloc-backed one (whose `Libc`
+//! `Box`/`Vec` is one word larger than a malloc-backed one (whose `System`
 //! handle is zero-sized). That is part of what is measured: it is what a
 //! user of the `Arena` API gets.
 //!
 //! Exit status: 0 on success, 1 when a child fails or checksums disagree,
 //! 2 on bad arguments.
 
-use allocator_api2::alloc::{AllocError, Allocator, Layout};
+use allocator_api2::alloc::Allocator;
 use allocator_api2::boxed::Box;
 use allocator_api2::vec::Vec;
 use flistalloc::Arena;
-use std::process::{Command, ExitCode};
-use std::ptr::NonNull;
+use std::alloc::System;
+use std::process::ExitCode;
 use std::time::Instant;
+use support::checksum::fnv;
+use support::child::{self, Sample, SweepError};
+use support::report::{Column, Matrix, Peak, Row, TableStyle};
+use support::rng::Rng;
+use support::rss::mib;
+use support::scale::Scale;
 
 const USAGE: &str = "\
 usage: arena_compare [--quick] [--runs N] [--only NAME[,NAME...]]
@@ -59,98 +67,6 @@ const ARENA_CAPACITY: usize = 8 << 30;
 
 // ---------------------------------------------------------------------------
 // Backends
-
-/// The libc allocator (`malloc` and friends) as an `allocator_api2`
-/// allocator, the way `std::alloc::System` does it on Linux.
-#[derive(Clone, Copy, Debug, Default)]
-struct Libc;
-
-/// Alignment glibc's `malloc` guarantees on 64-bit targets.
-const MALLOC_ALIGN: usize = 16;
-
-impl Libc {
-    fn alloc_raw(layout: Layout) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            // SAFETY: malloc may be called with any size.
-            unsafe { libc::malloc(layout.size()).cast() }
-        } else {
-            let mut p: *mut libc::c_void = std::ptr::null_mut();
-            // SAFETY: `align` is a power of two and a multiple of the pointer
-            // size (it is above 16); `p` is a valid out-pointer.
-            let rc = unsafe { libc::posix_memalign(&mut p, layout.align(), layout.size()) };
-            if rc == 0 {
-                p.cast()
-            } else {
-                std::ptr::null_mut()
-            }
-        }
-    }
-
-    /// # Safety
-    /// `ptr` is a live block of this allocator fitting `old`.
-    unsafe fn resize(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if new.align() <= MALLOC_ALIGN {
-            // SAFETY: `ptr` came from malloc/posix_memalign (caller), and
-            // realloc keeps the first min(old, new) bytes.
-            let p = unsafe { libc::realloc(ptr.as_ptr().cast(), new.size()) };
-            let p = NonNull::new(p.cast::<u8>()).ok_or(AllocError)?;
-            return Ok(NonNull::slice_from_raw_parts(p, new.size()));
-        }
-        let fresh = self.allocate(new)?;
-        // SAFETY: both blocks are live and distinct; we copy what both hold,
-        // then free the old block, which the caller hands over.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                fresh.cast::<u8>().as_ptr(),
-                old.size().min(new.size()),
-            );
-            self.deallocate(ptr, old);
-        }
-        Ok(fresh)
-    }
-}
-
-// SAFETY: blocks come from malloc/posix_memalign, stay valid until freed,
-// are aligned as the layout asks (malloc aligns to 16, posix_memalign to
-// more), and `resize` keeps contents; `Libc` has no state, so copies of it
-// are interchangeable.
-unsafe impl Allocator for Libc {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let p = NonNull::new(Self::alloc_raw(layout)).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-        // SAFETY: the caller hands over a live block from malloc.
-        unsafe { libc::free(ptr.as_ptr().cast()) }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-}
 
 /// An allocator the workloads can run on. New backends (the global
 /// allocator's, jemalloc, mimalloc...) get a variant here and an arm in
@@ -186,41 +102,13 @@ impl Backend {
                 arena.release();
                 sum
             }
-            Backend::Malloc => W::run(Libc, scale),
+            Backend::Malloc => W::run(System, scale),
         }
     }
 }
 
 // ---------------------------------------------------------------------------
 // Workloads
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scale {
-    Full,
-    Quick,
-}
-
-impl Scale {
-    fn name(self) -> &'static str {
-        match self {
-            Scale::Full => "full",
-            Scale::Quick => "quick",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Scale> {
-        [Scale::Full, Scale::Quick]
-            .into_iter()
-            .find(|x| x.name() == s)
-    }
-
-    fn pick<T>(self, full: T, quick: T) -> T {
-        match self {
-            Scale::Full => full,
-            Scale::Quick => quick,
-        }
-    }
-}
 
 /// A workload, written once for every allocator.
 trait Workload {
@@ -247,28 +135,6 @@ const fn entry<W: Workload>() -> Entry {
 }
 
 const WORKLOADS: &[Entry] = &[entry::<Sliding>(), entry::<Tree>(), entry::<Strings>()];
-
-/// splitmix64: small, seeded, the same sequence for every backend.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform-enough in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next() >> 32) * n as u64) >> 32) as usize
-    }
-}
 
 /// (a) Many small objects of mixed sizes, a window of live ones.
 ///
@@ -448,7 +314,7 @@ impl Workload for Tree {
             let mut root: Link<A> = None;
             let mut keys: Vec<u64, A> = Vec::with_capacity_in(m, a);
             for _ in 0..m {
-                let k = rng.next() >> 16;
+                let k = rng.next_u64() >> 16;
                 if Self::insert(&mut root, k, a) {
                     keys.push(k);
                 }
@@ -458,13 +324,13 @@ impl Workload for Tree {
                 sum = sum.wrapping_add(s);
             }
             for _ in 0..m / 4 {
-                Self::insert(&mut root, rng.next() >> 16, a);
+                Self::insert(&mut root, rng.next_u64() >> 16, a);
             }
             for i in 0..m {
                 let k = if i.is_multiple_of(2) {
                     keys[i % keys.len()]
                 } else {
-                    rng.next() >> 16
+                    rng.next_u64() >> 16
                 };
                 sum = sum.wrapping_add(Self::contains(&root, k) as u64);
             }
@@ -478,18 +344,10 @@ impl Workload for Tree {
 /// map (open addressing, owned keys), built, edited, partly removed, dropped.
 struct Strings;
 
-/// FNV-1a: a fixed hash, so probe sequences (and hence the allocation
-/// pattern) are the same for every backend.
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// A minimal hash map from owned byte strings to counters: linear probing,
-/// power-of-two table, backward-shift deletion.
+/// power-of-two table, backward-shift deletion. Hashed with FNV-1a: a fixed
+/// hash, so probe sequences (and hence the allocation pattern) are the same
+/// for every backend.
 struct StrMap<A: Allocator + Copy> {
     slots: Vec<Option<Slot<A>>, A>,
     len: usize,
@@ -666,18 +524,6 @@ impl Workload for Strings {
 // ---------------------------------------------------------------------------
 // Child: run one workload on one backend, report one line.
 
-/// A field of `/proc/self/status`, in kB.
-fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn child(workload: &str, backend: &str, scale: &str) -> ExitCode {
     let (Some(w), Some(b), Some(scale)) = (
         WORKLOADS.iter().find(|w| w.name == workload),
@@ -689,63 +535,15 @@ fn child(workload: &str, backend: &str, scale: &str) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let base_kb = status_kb("VmRSS:").unwrap_or(0);
-    let start = Instant::now();
-    let checksum = (w.run)(b, scale);
-    let nanos = start.elapsed().as_nanos();
-    let hwm_kb = status_kb("VmHWM:").unwrap_or(0);
-    println!("result time_ns={nanos} checksum={checksum:#018x} hwm_kb={hwm_kb} base_kb={base_kb}");
+    let sample = child::measure(|_| (w.run)(b, scale));
+    println!("{}", sample.line(None));
     ExitCode::SUCCESS
 }
 
-/// What a child reports.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    nanos: u64,
-    checksum: u64,
-    hwm_kb: u64,
-    base_kb: u64,
-}
-
-fn parse_result(stdout: &str) -> Option<Sample> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix("result "))?;
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-    };
-    let checksum = field("checksum")?;
-    Some(Sample {
-        nanos: field("time_ns")?.parse().ok()?,
-        checksum: u64::from_str_radix(checksum.strip_prefix("0x")?, 16).ok()?,
-        hwm_kb: field("hwm_kb")?.parse().ok()?,
-        base_kb: field("base_kb")?.parse().ok()?,
-    })
-}
-
 fn run_child(w: &Entry, b: Backend, scale: Scale) -> Result<Sample, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    let out = Command::new(exe)
-        .args(["--child", w.name, b.name(), scale.name()])
-        .output()
-        .map_err(|e| format!("cannot start child: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "child {} / {} failed ({}):\n{}{}",
-            w.name,
-            b.name(),
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    parse_result(&stdout).ok_or_else(|| {
-        format!(
-            "child {} / {}: no result line in {stdout:?}",
-            w.name,
-            b.name()
-        )
-    })
+    let mut cmd = child::own_command()?;
+    cmd.args(["--child", w.name, b.name(), scale.name()]);
+    child::run(&mut cmd, None, &format!("{} / {}", w.name, b.name()))
 }
 
 // ---------------------------------------------------------------------------
@@ -790,39 +588,6 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(opts)
 }
 
-fn median(xs: &[u64]) -> u64 {
-    let mut v = xs.to_vec();
-    v.sort_unstable();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
-/// Results of one workload on one backend, over all runs.
-struct Cell {
-    samples: std::vec::Vec<Sample>,
-}
-
-impl Cell {
-    fn time_ns(&self) -> u64 {
-        median(
-            &self
-                .samples
-                .iter()
-                .map(|s| s.nanos)
-                .collect::<std::vec::Vec<_>>(),
-        )
-    }
-
-    /// The largest peak RSS seen (peaks barely vary between runs).
-    fn hwm_kb(&self) -> u64 {
-        self.samples.iter().map(|s| s.hwm_kb).max().unwrap_or(0)
-    }
-}
-
 fn main() -> ExitCode {
     let args: std::vec::Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
@@ -862,49 +627,57 @@ fn main() -> ExitCode {
 
 fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
     let backends = Backend::ALL;
-    // cells[w][b]
-    let mut cells: std::vec::Vec<std::vec::Vec<Cell>> = workloads
-        .iter()
-        .map(|_| backends.iter().map(|_| Cell { samples: vec![] }).collect())
-        .collect();
-    let total = workloads.len() * backends.len() * opts.runs;
-    let mut done = 0;
     let started = Instant::now();
-    // Runs outermost, so slow drift (thermal, other load) spreads evenly.
-    for run in 1..=opts.runs {
-        for (wi, w) in workloads.iter().enumerate() {
-            for (bi, &b) in backends.iter().enumerate() {
-                done += 1;
-                let s = run_child(w, b, opts.scale)?;
-                eprintln!(
-                    "[{done:>2}/{total}] {:<8} {:<7} run {run}/{}: {:>8.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
-                    w.name,
-                    b.name(),
-                    opts.runs,
-                    s.nanos as f64 / 1e6,
-                    s.hwm_kb as f64 / 1024.0,
-                    s.checksum
-                );
-                let first = cells[wi]
-                    .iter()
-                    .flat_map(|c| &c.samples)
-                    .next()
-                    .map(|f| f.checksum);
-                if let Some(expected) = first {
-                    if s.checksum != expected {
-                        return Err(format!(
-                            "checksum mismatch on {}: {} gave {:#018x}, expected {expected:#018x}",
-                            w.name,
-                            b.name(),
-                            s.checksum
-                        ));
-                    }
-                }
-                cells[wi][bi].samples.push(s);
-            }
-        }
-    }
-    print_table(workloads, &backends, &cells, opts);
+    let samples = child::sweep(
+        workloads.len(),
+        backends.len(),
+        opts.runs,
+        |wi, bi| run_child(workloads[wi], backends[bi], opts.scale),
+        |at, s| {
+            eprintln!(
+                "[{:>2}/{}] {:<8} {:<7} run {}/{}: {:>8.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
+                at.done,
+                at.total,
+                workloads[at.row].name,
+                backends[at.column].name(),
+                at.run,
+                at.runs,
+                s.nanos as f64 / 1e6,
+                mib(s.hwm_kb),
+                s.checksum
+            );
+        },
+    )
+    .map_err(|e| match e {
+        SweepError::Child(e) => e,
+        SweepError::Mismatch {
+            row,
+            column,
+            got,
+            expected,
+        } => format!(
+            "checksum mismatch on {}: {} gave {got:#018x}, expected {expected:#018x}",
+            workloads[row].name,
+            backends[column].name()
+        ),
+    })?;
+    let total = workloads.len() * backends.len() * opts.runs;
+    let rows = workloads
+        .iter()
+        .map(|w| Row {
+            name: w.name,
+            letter: None,
+            about: w.about,
+        })
+        .collect();
+    let columns = backends
+        .iter()
+        .map(|b| Column {
+            name: b.name(),
+            color: "", // no chart here
+        })
+        .collect();
+    print_table(&Matrix::new(rows, columns, samples, Peak::Max), opts);
     eprintln!(
         "arena_compare: {total} runs in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -912,81 +685,31 @@ fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
     Ok(())
 }
 
-fn print_table(
-    workloads: &[&Entry],
-    backends: &[Backend],
-    cells: &[std::vec::Vec<Cell>],
-    opts: &Options,
-) {
-    let base_kb = cells
-        .iter()
-        .flatten()
-        .flat_map(|c| &c.samples)
-        .map(|s| s.base_kb)
-        .min()
-        .unwrap_or(0);
+fn print_table(r: &Matrix, opts: &Options) {
     println!(
         "flistalloc arena_compare (Arena vs malloc): {} sizes, median time of {} run(s), peak RSS = VmHWM of each child process",
         opts.scale.name(),
         opts.runs
     );
     println!();
-    println!(
-        "{:<9} {:<8} {:>10} {:>8} {:>10} {:>8}",
-        "workload", "backend", "time ms", "vs best", "peak MiB", "vs best"
-    );
-    println!("{}", "-".repeat(58));
-    // Per backend, the time and peak ratios to the best, for the geometric mean.
-    let mut log_t = vec![0.0f64; backends.len()];
-    let mut log_m = vec![0.0f64; backends.len()];
-    for (wi, w) in workloads.iter().enumerate() {
-        let row = &cells[wi];
-        let best_t = row.iter().map(Cell::time_ns).min().unwrap_or(1).max(1) as f64;
-        let best_m = row.iter().map(Cell::hwm_kb).min().unwrap_or(1).max(1) as f64;
-        for (bi, b) in backends.iter().enumerate() {
-            let c = &row[bi];
-            let rt = c.time_ns() as f64 / best_t;
-            let rm = c.hwm_kb() as f64 / best_m;
-            log_t[bi] += rt.ln();
-            log_m[bi] += rm.ln();
-            println!(
-                "{:<9} {:<8} {:>10.1} {:>7.2}x {:>10.1} {:>7.2}x",
-                if bi == 0 { w.name } else { "" },
-                b.name(),
-                c.time_ns() as f64 / 1e6,
-                rt,
-                c.hwm_kb() as f64 / 1024.0,
-                rm
-            );
-        }
-    }
-    println!("{}", "-".repeat(58));
-    let n = workloads.len().max(1) as f64;
-    for (bi, b) in backends.iter().enumerate() {
-        println!(
-            "{:<9} {:<8} {:>10} {:>7.2}x {:>10} {:>7.2}x",
-            if bi == 0 { "geo mean" } else { "" },
-            b.name(),
-            "",
-            (log_t[bi] / n).exp(),
-            "",
-            (log_m[bi] / n).exp()
-        );
-    }
+    r.print_table(&TableStyle {
+        label_width: 9,
+        column_width: 8,
+        column_header: "backend",
+        ratio_header: "vs best",
+        rule: 58,
+    });
     println!();
-    for w in workloads {
+    for w in &r.rows {
         println!("  {:<8} {}", w.name, w.about);
     }
     println!(
         "  (each child starts at about {:.1} MiB RSS before its workload runs)",
-        base_kb as f64 / 1024.0
+        mib(r.base_kb())
     );
     // flist against malloc, the question this example answers first.
-    let fi = backends.iter().position(|&b| b == Backend::Flist);
-    let mi = backends.iter().position(|&b| b == Backend::Malloc);
-    if let (Some(fi), Some(mi)) = (fi, mi) {
-        let t = ((log_t[fi] - log_t[mi]) / n).exp();
-        let m = ((log_m[fi] - log_m[mi]) / n).exp();
+    let (flist, malloc) = (Backend::Flist.name(), Backend::Malloc.name());
+    if let (Some(t), Some(m)) = (r.time_vs(flist, malloc), r.rss_vs(flist, malloc)) {
         println!();
         println!(
             "flist / malloc (geometric mean over workloads): time {t:.2}x ({:.2}x {}), peak RSS {m:.2}x",

@@ -34,7 +34,7 @@
 //! every call either to `mimalloc::MiMalloc` or to a
 //! `static FLIST: flistalloc::Flist = flistalloc::Flist::new()`, which reads
 //! `FLISTALLOC_BACKEND` itself. Which one is decided once, at the first
-//! allocation, from `COMPARE_ALLOC` (read with `libc::getenv`, which does not
+//! allocation, from `COMPARE_ALLOC` (read with `getenv`, which does not
 //! allocate). The dispatch is one well-predicted branch on a static per call,
 //! paid by all four columns alike.
 //!
@@ -46,10 +46,16 @@ use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::checksum::{fnv, mix, sample_hash};
+use support::child::{self, Extra, Sample, SweepError};
+use support::report::{self, Column, Matrix, Meta, Peak, Row, TableStyle};
+use support::rng::Rng;
+use support::rss::{self, mib};
+use support::scale::Scale;
 
 // ---------------------------------------------------------------------------
 // The global allocator: Flist (three backends) or mimalloc, chosen at start.
@@ -81,13 +87,7 @@ fn use_mimalloc() -> bool {
 #[cold]
 #[inline(never)]
 fn decide_mode() -> bool {
-    // SAFETY: the name is NUL-terminated; getenv returns null or a pointer to
-    // a NUL-terminated value in the environment block, which nobody modifies
-    // (this program never calls setenv).
-    let mimalloc = unsafe {
-        let v = libc::getenv(c"COMPARE_ALLOC".as_ptr());
-        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"mimalloc"
-    };
+    let mimalloc = support::env::var_is(c"COMPARE_ALLOC", b"mimalloc");
     let mode = if mimalloc { MODE_MIMALLOC } else { MODE_FLIST };
     MODE.store(mode, Ordering::Relaxed);
     mimalloc
@@ -164,27 +164,6 @@ the same checksum, and prints median time, peak RSS and ratios to the best.
 
 Exit status: 0 on success, 1 if a child fails or checksums disagree, 2 on bad
 arguments.";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scale {
-    Full,
-    Quick,
-}
-
-impl Scale {
-    fn pick(self, full: usize, quick: usize) -> usize {
-        match self {
-            Scale::Full => full,
-            Scale::Quick => quick,
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Scale::Full => "full",
-            Scale::Quick => "quick",
-        }
-    }
-}
 
 struct Options {
     scale: Scale,
@@ -299,62 +278,6 @@ impl Alloc {
 // ---------------------------------------------------------------------------
 // Helpers for the workloads
 
-/// splitmix64: seeded, the same sequence for every allocator.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x1234_5678)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// In `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next() >> 32) * n as u64) >> 32) as usize
-    }
-    /// In `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-    /// True with probability `pct` percent.
-    fn pct(&mut self, pct: usize) -> bool {
-        self.below(100) < pct
-    }
-}
-
-fn mix(x: u64) -> u64 {
-    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 29)
-}
-
-/// FNV-1a over every byte: for short strings.
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
-/// A hash of a buffer's length, its ends and one byte per 256: checks that
-/// buffers kept their contents without making the workload about hashing.
-fn sample_hash(bytes: &[u8]) -> u64 {
-    let mut h = bytes.len() as u64;
-    for i in (0..bytes.len()).step_by(256) {
-        h = mix(h ^ bytes[i] as u64);
-    }
-    if let Some(&last) = bytes.last() {
-        h = mix(h ^ ((last as u64) << 8));
-    }
-    h
-}
-
 const WORDS: [&str; 32] = [
     "alpha",
     "bravo",
@@ -404,14 +327,6 @@ fn sentence(rng: &mut Rng, lo: usize, hi: usize) -> String {
 }
 
 /// What a workload reports besides its checksum.
-#[derive(Default)]
-struct Extra {
-    /// `VmRSS` at the end of the workload, before teardown (kB).
-    final_rss_kb: Option<u64>,
-    /// Bytes the workload holds at that moment.
-    live_bytes: Option<u64>,
-}
-
 struct Workload {
     name: &'static str,
     letter: char,
@@ -533,7 +448,7 @@ fn walk(v: &Value) -> u64 {
 }
 
 fn json_iteration(iter: u64) -> u64 {
-    let mut rng = Rng::new(iter);
+    let mut rng = Rng::new_spread(iter);
     let orders = make_orders(&mut rng, iter);
     // Serialize, parse untyped, walk, build a response, serialize it.
     let text = if iter.is_multiple_of(8) {
@@ -606,7 +521,7 @@ fn user_key(id: usize) -> String {
 
 fn maps_workload(scale: Scale, _: &mut Extra) -> u64 {
     let n = scale.pick(700_000, 40_000);
-    let mut rng = Rng::new(0xb7ee);
+    let mut rng = Rng::new_spread(0xb7ee);
     let mut sum = 0u64;
     // Build: key -> profile text, and path -> owner name, sorted.
     let mut by_user: HashMap<String, String> = HashMap::new();
@@ -711,7 +626,7 @@ fn prodcons_workload(scale: Scale, _: &mut Extra) -> u64 {
         for p in 0..PAIRS {
             let (tx, rx) = mpsc::sync_channel::<Vec<Box<Message>>>(16);
             s.spawn(move || {
-                let mut rng = Rng::new(0xc0de + p);
+                let mut rng = Rng::new_spread(0xc0de + p);
                 let mut batch = Vec::with_capacity(BATCH);
                 for i in 0..per_producer {
                     batch.push(make_message(&mut rng, p << 40 | i));
@@ -757,7 +672,7 @@ struct Shard {
 /// The response body for `key`: depends on the key only, so cache hits and
 /// misses give the same response.
 fn render_body(key: u64) -> Vec<u8> {
-    let mut rng = Rng::new(key ^ 0xb0d1);
+    let mut rng = Rng::new_spread(key ^ 0xb0d1);
     let size = match rng.below(100) {
         0..=69 => rng.range(64, 1024),
         70..=97 => rng.range(1025, 16 << 10),
@@ -794,7 +709,7 @@ impl std::fmt::Write for Bytes<'_> {
 }
 
 fn serve(request: u64, cache: &[Mutex<Shard>], log: &mut VecDeque<String>) -> u64 {
-    let mut rng = Rng::new(request);
+    let mut rng = Rng::new_spread(request);
     let key = if rng.pct(60) {
         rng.below(1_000) as u64
     } else {
@@ -804,7 +719,7 @@ fn serve(request: u64, cache: &[Mutex<Shard>], log: &mut VecDeque<String>) -> u6
     let mut raw = format!(
         "GET /items/{key}?user={}&session={:x} HTTP/1.1\r\n",
         rng.below(50_000),
-        rng.next()
+        rng.next_u64()
     );
     for h in 0..rng.range(3, 10) {
         let _ = write!(
@@ -971,7 +886,7 @@ fn churn_workload(scale: Scale, _: &mut Extra) -> u64 {
                     let shared = &shared;
                     s.spawn(move || {
                         let id = (wave * AT_ONCE + k) as u64;
-                        let mut rng = Rng::new(id ^ 0xc4c4);
+                        let mut rng = Rng::new_spread(id ^ 0xc4c4);
                         let mut sum = 0u64;
                         // Free what earlier (now gone) threads left behind.
                         let inherited: Vec<Leftover> = {
@@ -1027,7 +942,7 @@ fn churn_workload(scale: Scale, _: &mut Extra) -> u64 {
 
 fn frag_workload(scale: Scale, extra: &mut Extra) -> u64 {
     let n = scale.pick(3_600_000, 150_000);
-    let mut rng = Rng::new(0xf7a6);
+    let mut rng = Rng::new_spread(0xf7a6);
     let mut sum = 0u64;
     // Phase 1: many small objects (16 B - 1 KiB, mostly small), all touched.
     let mut objs: Vec<Option<Box<[u8]>>> = (0..n)
@@ -1066,7 +981,7 @@ fn frag_workload(scale: Scale, extra: &mut Extra) -> u64 {
     let book = (objs.capacity() * std::mem::size_of::<Option<Box<[u8]>>>()
         + big.capacity() * std::mem::size_of::<Box<[u8]>>()) as u64;
     extra.live_bytes = Some(small_live + big_bytes + book);
-    extra.final_rss_kb = status_kb("VmRSS:");
+    extra.final_rss_kb = rss::current_kb();
     for o in objs.iter().flatten() {
         sum = sum.wrapping_add(sample_hash(o));
     }
@@ -1075,21 +990,8 @@ fn frag_workload(scale: Scale, extra: &mut Extra) -> u64 {
     }
     sum
 }
-
 // ---------------------------------------------------------------------------
 // Child: one workload on one allocator, one result line.
-
-/// A field of `/proc/self/status`, in kB.
-fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
 
 fn child(args: &[String]) -> ExitCode {
     let (name, scale) = match args {
@@ -1119,190 +1021,26 @@ fn child(args: &[String]) -> ExitCode {
         eprintln!("compare --child: asked for allocator {asked:?} but running on {got:?}");
         return ExitCode::from(3);
     }
-    let base_kb = status_kb("VmRSS:").unwrap_or(0);
-    let mut extra = Extra::default();
-    let start = Instant::now();
-    let checksum = (w.run)(scale, &mut extra);
-    let nanos = start.elapsed().as_nanos();
-    // VmHWM is read from lazily synced counters; never report a peak below
-    // an RSS the workload saw itself.
-    let hwm_kb = status_kb("VmHWM:")
-        .unwrap_or(0)
-        .max(extra.final_rss_kb.unwrap_or(0));
-    let mut line = format!(
-        "result alloc={got} time_ns={nanos} checksum={checksum:#018x} hwm_kb={hwm_kb} base_kb={base_kb}"
-    );
-    if let (Some(rss), Some(live)) = (extra.final_rss_kb, extra.live_bytes) {
-        let _ = write!(line, " final_rss_kb={rss} live_bytes={live}");
-    }
-    println!("{line}");
+    let sample = child::measure(|extra| (w.run)(scale, extra));
+    println!("{}", sample.line(Some(got)));
     ExitCode::SUCCESS
 }
 
 // ---------------------------------------------------------------------------
 // Parent: run the children, check, tabulate.
 
-/// What one child reported.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    nanos: u64,
-    checksum: u64,
-    hwm_kb: u64,
-    base_kb: u64,
-    final_rss_kb: Option<u64>,
-    live_bytes: Option<u64>,
-}
-
-fn parse_result(stdout: &str) -> Option<Sample> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix("result "))?;
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-    };
-    Some(Sample {
-        nanos: field("time_ns")?.parse().ok()?,
-        checksum: u64::from_str_radix(field("checksum")?.strip_prefix("0x")?, 16).ok()?,
-        hwm_kb: field("hwm_kb")?.parse().ok()?,
-        base_kb: field("base_kb")?.parse().ok()?,
-        final_rss_kb: field("final_rss_kb").and_then(|v| v.parse().ok()),
-        live_bytes: field("live_bytes").and_then(|v| v.parse().ok()),
-    })
-}
-
 fn run_child(w: &Workload, a: Alloc, scale: Scale) -> Result<Sample, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = child::own_command()?;
     cmd.arg("--child").arg(w.name);
     if scale == Scale::Quick {
         cmd.arg("--quick");
     }
     a.configure(&mut cmd);
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start child: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
     let limit = Duration::from_secs(match scale {
         Scale::Full => 300,
         Scale::Quick => 60,
     });
-    let out = match rx.recv_timeout(limit) {
-        Ok(r) => r.map_err(|e| format!("waiting for child: {e}"))?,
-        Err(_) => {
-            // SAFETY: kill(2) on the pid of our own child, not yet reaped (the
-            // waiting thread has not returned).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            let _ = rx.recv();
-            return Err(format!(
-                "child {} / {} did not finish within {} s (killed)",
-                w.name,
-                a.name(),
-                limit.as_secs()
-            ));
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "child {} / {} failed ({}):\n--- stdout\n{}--- stderr\n{}",
-            w.name,
-            a.name(),
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    parse_result(&stdout).ok_or_else(|| {
-        format!(
-            "child {} / {}: no result line in {stdout:?}",
-            w.name,
-            a.name()
-        )
-    })
-}
-
-fn median(xs: &mut [u64]) -> u64 {
-    xs.sort_unstable();
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2
-    }
-}
-
-/// One workload on one allocator, summarised over its runs.
-#[derive(Clone)]
-struct Cell {
-    samples: Vec<Sample>,
-    time_ns: u64,
-    hwm_kb: u64,
-    time_ratio: f64,
-    rss_ratio: f64,
-}
-
-impl Cell {
-    fn summarise(samples: Vec<Sample>) -> Cell {
-        let mut t: Vec<u64> = samples.iter().map(|s| s.nanos).collect();
-        let mut m: Vec<u64> = samples.iter().map(|s| s.hwm_kb).collect();
-        Cell {
-            time_ns: median(&mut t),
-            hwm_kb: median(&mut m),
-            samples,
-            time_ratio: 1.0,
-            rss_ratio: 1.0,
-        }
-    }
-    fn last<T>(&self, f: impl Fn(&Sample) -> Option<T>) -> Option<T> {
-        self.samples.iter().rev().find_map(f)
-    }
-}
-
-struct Results {
-    workloads: Vec<&'static Workload>,
-    allocs: Vec<Alloc>,
-    /// cells[workload][alloc]
-    cells: Vec<Vec<Cell>>,
-    /// Per allocator: geometric mean of the time and RSS ratios.
-    geo_time: Vec<f64>,
-    geo_rss: Vec<f64>,
-    date: String,
-    cpu: String,
-    cores: usize,
-    scale: Scale,
-    runs: usize,
-    command: String,
-}
-
-impl Results {
-    fn index(&self, a: Alloc) -> Option<usize> {
-        self.allocs.iter().position(|&x| x == a)
-    }
-
-    /// Geometric mean over workloads of `a`'s time divided by `b`'s.
-    fn time_vs(&self, a: Alloc, b: Alloc) -> Option<f64> {
-        let (ia, ib) = (self.index(a)?, self.index(b)?);
-        let n = self.cells.len().max(1) as f64;
-        let s: f64 = self
-            .cells
-            .iter()
-            .map(|row| (row[ia].time_ns as f64 / row[ib].time_ns.max(1) as f64).ln())
-            .sum();
-        Some((s / n).exp())
-    }
-
-    fn frag_rss_vs(&self, a: Alloc, b: Alloc) -> Option<f64> {
-        let wi = self.workloads.iter().position(|w| w.name == "frag")?;
-        let (ia, ib) = (self.index(a)?, self.index(b)?);
-        let row = &self.cells[wi];
-        Some(row[ia].hwm_kb as f64 / row[ib].hwm_kb.max(1) as f64)
-    }
+    child::run(&mut cmd, Some(limit), &format!("{} / {}", w.name, a.name()))
 }
 
 fn main() -> ExitCode {
@@ -1342,213 +1080,121 @@ fn compare(opts: &Options, args: &[String]) -> Result<(), String> {
                 .is_none_or(|o| o.iter().any(|n| n == w.name))
         })
         .collect();
-    let allocs = Alloc::ALL.to_vec();
-    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); allocs.len()]; workloads.len()];
-    let total = workloads.len() * allocs.len() * opts.runs;
+    let allocs = Alloc::ALL;
     let started = Instant::now();
-    let mut done = 0;
-    // Runs outermost, so slow drift (heat, other load) spreads over all.
-    for run in 1..=opts.runs {
-        for (wi, w) in workloads.iter().enumerate() {
-            for (ai, &a) in allocs.iter().enumerate() {
-                done += 1;
-                let s = run_child(w, a, opts.scale)?;
-                eprintln!(
-                    "[{done:>3}/{total}] {:<8} {:<8} run {run}/{}: {:>9.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
-                    w.name,
-                    a.name(),
-                    opts.runs,
-                    s.nanos as f64 / 1e6,
-                    s.hwm_kb as f64 / 1024.0,
-                    s.checksum
-                );
-                let expected = samples[wi].iter().flatten().next().map(|f| f.checksum);
-                if let Some(expected) = expected.filter(|&e| e != s.checksum) {
-                    return Err(format!(
-                        "checksum mismatch on workload {}: {} gave {:#018x}, earlier runs gave {expected:#018x}",
-                        w.name,
-                        a.name(),
-                        s.checksum
-                    ));
-                }
-                samples[wi][ai].push(s);
-            }
-        }
-    }
-    let results = tabulate(opts, args, workloads, allocs, samples);
-    print_table(&results);
+    let samples = child::sweep(
+        workloads.len(),
+        allocs.len(),
+        opts.runs,
+        |wi, ai| run_child(workloads[wi], allocs[ai], opts.scale),
+        |at, s| {
+            eprintln!(
+                "[{:>3}/{}] {:<8} {:<8} run {}/{}: {:>9.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
+                at.done,
+                at.total,
+                workloads[at.row].name,
+                allocs[at.column].name(),
+                at.run,
+                at.runs,
+                s.nanos as f64 / 1e6,
+                mib(s.hwm_kb),
+                s.checksum
+            );
+        },
+    )
+    .map_err(|e| match e {
+        SweepError::Child(e) => e,
+        SweepError::Mismatch {
+            row,
+            column,
+            got,
+            expected,
+        } => format!(
+            "checksum mismatch on workload {}: {} gave {got:#018x}, earlier runs gave {expected:#018x}",
+            workloads[row].name,
+            allocs[column].name()
+        ),
+    })?;
+    let total = workloads.len() * allocs.len() * opts.runs;
+    let rows = workloads
+        .iter()
+        .map(|w| Row {
+            name: w.name,
+            letter: Some(w.letter),
+            about: w.about,
+        })
+        .collect();
+    let columns = allocs
+        .iter()
+        .map(|a| Column {
+            name: a.name(),
+            color: a.color(),
+        })
+        .collect();
+    let results = Matrix::new(rows, columns, samples, Peak::Median);
+    let meta = Meta::now(
+        report::command_line("cargo run --release --example compare", args),
+        opts.scale.name(),
+        opts.runs,
+    );
+    print_table(&results, &workloads, &meta);
     eprintln!(
         "compare: {total} runs in {:.1} s, checksums agree",
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &opts.json {
-        write_file(path, &to_json(&results).to_string())?;
+        report::write_file(path, &to_json(&results, &meta).to_string())?;
         eprintln!("compare: wrote {path}");
     }
     if let Some(path) = &opts.svg {
-        write_file(path, &to_svg(&results))?;
+        report::write_file(path, &results.to_svg(SVG_TITLE, &meta))?;
         eprintln!("compare: wrote {path}");
     }
     Ok(())
 }
 
-fn write_file(path: &str, text: &str) -> Result<(), String> {
-    let p = std::path::Path::new(path);
-    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    std::fs::write(p, text).map_err(|e| format!("cannot write {path}: {e}"))
-}
+// ---------------------------------------------------------------------------
+// Output: the shared table, JSON and chart, plus what only compare reports.
 
-fn tabulate(
-    opts: &Options,
-    args: &[String],
-    workloads: Vec<&'static Workload>,
-    allocs: Vec<Alloc>,
-    samples: Vec<Vec<Vec<Sample>>>,
-) -> Results {
-    let mut cells: Vec<Vec<Cell>> = samples
-        .into_iter()
-        .map(|row| row.into_iter().map(Cell::summarise).collect())
-        .collect();
-    let mut log_t = vec![0.0; allocs.len()];
-    let mut log_m = vec![0.0; allocs.len()];
-    for row in &mut cells {
-        let best_t = row.iter().map(|c| c.time_ns).min().unwrap_or(1).max(1) as f64;
-        let best_m = row.iter().map(|c| c.hwm_kb).min().unwrap_or(1).max(1) as f64;
-        for (ai, c) in row.iter_mut().enumerate() {
-            c.time_ratio = c.time_ns as f64 / best_t;
-            c.rss_ratio = c.hwm_kb as f64 / best_m;
-            log_t[ai] += c.time_ratio.ln();
-            log_m[ai] += c.rss_ratio.ln();
-        }
-    }
-    let n = cells.len().max(1) as f64;
-    let mut command = String::from("cargo run --release --example compare");
-    if !args.is_empty() {
-        command.push_str(" --");
-        for a in args {
-            command.push(' ');
-            command.push_str(a);
-        }
-    }
-    Results {
-        workloads,
-        allocs,
-        cells,
-        geo_time: log_t.iter().map(|l| (l / n).exp()).collect(),
-        geo_rss: log_m.iter().map(|l| (l / n).exp()).collect(),
-        date: utc_now(),
-        cpu: cpu_model(),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        scale: opts.scale,
-        runs: opts.runs,
-        command,
-    }
-}
+const SVG_TITLE: &str =
+    "flistalloc compare: time and peak RSS relative to the best allocator (lower is better)";
 
-/// `YYYY-MM-DD HH:MM UTC`, from the system clock (civil-from-days).
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
-}
-
-fn mib(kb: u64) -> f64 {
-    kb as f64 / 1024.0
-}
-
-fn print_table(r: &Results) {
+fn print_table(r: &Matrix, workloads: &[&Workload], meta: &Meta) {
     println!(
         "flistalloc compare: {} sizes, median time of {} run(s) per cell; peak RSS = VmHWM of each child process",
-        r.scale.name(),
-        r.runs
+        meta.scale, meta.runs
     );
-    println!("{}, {} cores, {}", r.cpu, r.cores, r.date);
-    println!("command: {}", r.command);
+    println!("{}, {} cores, {}", meta.cpu, meta.cores, meta.date);
+    println!("command: {}", meta.command);
     println!(
         "All four allocators run from one binary behind the same dispatching #[global_allocator]\n\
          (one predictable branch per call: mimalloc, or Flist with FLISTALLOC_BACKEND=flist|malloc|jemalloc),\n\
          so the dispatch costs every column alike. \"x best\" = ratio to the best allocator on that row (1.00x = best)."
     );
     println!();
-    let rule = "-".repeat(64);
-    println!(
-        "{:<12} {:<9} {:>10} {:>8} {:>10} {:>8}",
-        "workload", "allocator", "time ms", "x best", "peak MiB", "x best"
-    );
-    println!("{rule}");
-    for (wi, w) in r.workloads.iter().enumerate() {
-        for (ai, a) in r.allocs.iter().enumerate() {
-            let c = &r.cells[wi][ai];
-            let label = format!("({}) {}", w.letter, w.name);
-            println!(
-                "{:<12} {:<9} {:>10.1} {:>7.2}x {:>10.1} {:>7.2}x",
-                if ai == 0 { label.as_str() } else { "" },
-                a.name(),
-                c.time_ns as f64 / 1e6,
-                c.time_ratio,
-                mib(c.hwm_kb),
-                c.rss_ratio
-            );
-        }
-    }
-    println!("{rule}");
-    for (ai, a) in r.allocs.iter().enumerate() {
-        println!(
-            "{:<12} {:<9} {:>10} {:>7.2}x {:>10} {:>7.2}x",
-            if ai == 0 { "geo mean" } else { "" },
-            a.name(),
-            "",
-            r.geo_time[ai],
-            "",
-            r.geo_rss[ai]
-        );
-    }
+    r.print_table(&TableStyle {
+        label_width: 12,
+        column_width: 9,
+        column_header: "allocator",
+        ratio_header: "x best",
+        rule: 64,
+    });
     // Fragmentation: memory held against memory live.
-    if let Some(wi) = r.workloads.iter().position(|w| w.name == "frag") {
+    if let Some(wi) = r.row("frag") {
         println!();
         println!("(f) frag at its end (before teardown): RSS against the bytes the program holds");
         println!(
             "{:<9} {:>10} {:>12} {:>9} {:>10} {:>9}",
             "allocator", "live MiB", "final RSS", "x live", "peak MiB", "x live"
         );
-        for (ai, a) in r.allocs.iter().enumerate() {
+        for (ai, a) in r.columns.iter().enumerate() {
             let c = &r.cells[wi][ai];
             let live = c.last(|s| s.live_bytes).unwrap_or(0) as f64 / (1 << 20) as f64;
             let fin = mib(c.last(|s| s.final_rss_kb).unwrap_or(0));
             let peak = mib(c.hwm_kb);
             println!(
                 "{:<9} {:>10.1} {:>12.1} {:>8.2}x {:>10.1} {:>8.2}x",
-                a.name(),
+                a.name,
                 live,
                 fin,
                 fin / live.max(1e-9),
@@ -1558,20 +1204,12 @@ fn print_table(r: &Results) {
         }
     }
     println!();
-    for w in &r.workloads {
+    for w in workloads {
         println!("  ({}) {:<8} {}", w.letter, w.name, w.about);
     }
-    let base = r
-        .cells
-        .iter()
-        .flatten()
-        .flat_map(|c| &c.samples)
-        .map(|s| s.base_kb)
-        .min()
-        .unwrap_or(0);
     println!(
         "  (a child holds about {:.1} MiB RSS before its workload starts)",
-        mib(base)
+        mib(r.base_kb())
     );
     // The issue's targets.
     println!();
@@ -1583,9 +1221,10 @@ fn print_table(r: &Results) {
             verdict(value <= limit)
         );
     };
+    let flist = Alloc::Flist.name();
     let best_other = [Alloc::Jemalloc, Alloc::Mimalloc]
         .into_iter()
-        .filter_map(|b| Some((b, r.time_vs(Alloc::Flist, b)?)))
+        .filter_map(|b| Some((b, r.time_vs(flist, b.name())?)))
         .max_by(|x, y| x.1.total_cmp(&y.1));
     if let Some((b, t)) = best_other {
         target(
@@ -1597,244 +1236,25 @@ fn print_table(r: &Results) {
             1.0,
         );
     }
-    if let Some(t) = r.time_vs(Alloc::Flist, Alloc::Malloc) {
+    if let Some(t) = r.time_vs(flist, Alloc::Malloc.name()) {
         target("flist time / glibc malloc".to_owned(), t, 0.7);
     }
-    if let Some(m) = r.frag_rss_vs(Alloc::Flist, Alloc::Jemalloc) {
+    if let Some(m) = r.row_rss_vs("frag", flist, Alloc::Jemalloc.name()) {
         target("flist peak RSS / jemalloc on (f) frag".to_owned(), m, 1.0);
     }
 }
 
-fn to_json(r: &Results) -> Value {
-    let workloads: Vec<Value> = r
-        .workloads
-        .iter()
-        .enumerate()
-        .map(|(wi, w)| {
-            let mut per = serde_json::Map::new();
-            for (ai, a) in r.allocs.iter().enumerate() {
-                let c = &r.cells[wi][ai];
-                let mut o = json!({
-                    "median_time_ms": c.time_ns as f64 / 1e6,
-                    "times_ms": c.samples.iter().map(|s| s.nanos as f64 / 1e6).collect::<Vec<_>>(),
-                    "peak_rss_kib": c.hwm_kb,
-                    "time_ratio_to_best": c.time_ratio,
-                    "rss_ratio_to_best": c.rss_ratio,
-                    "checksum": format!("{:#018x}", c.samples[0].checksum),
-                });
-                if let Some(live) = c.last(|s| s.live_bytes) {
-                    o["live_bytes"] = json!(live);
-                }
-                if let Some(rss) = c.last(|s| s.final_rss_kb) {
-                    o["final_rss_kib"] = json!(rss);
-                }
-                per.insert(a.name().to_owned(), o);
-            }
-            json!({
-                "name": w.name,
-                "letter": w.letter.to_string(),
-                "about": w.about,
-                "results": per,
-            })
-        })
-        .collect();
-    let mut geo = serde_json::Map::new();
-    for (ai, a) in r.allocs.iter().enumerate() {
-        geo.insert(
-            a.name().to_owned(),
-            json!({ "time_ratio_to_best": r.geo_time[ai], "rss_ratio_to_best": r.geo_rss[ai] }),
-        );
-    }
-    json!({
-        "tool": "flistalloc examples/compare",
-        "command": r.command,
-        "date": r.date,
-        "cpu": r.cpu,
-        "cores": r.cores,
-        "scale": r.scale.name(),
-        "runs": r.runs,
-        "allocators": r.allocs.iter().map(|a| a.name()).collect::<Vec<_>>(),
-        "workloads": workloads,
-        "geometric_mean": geo,
-        "flist_vs": {
-            "jemalloc_time": r.time_vs(Alloc::Flist, Alloc::Jemalloc),
-            "mimalloc_time": r.time_vs(Alloc::Flist, Alloc::Mimalloc),
-            "malloc_time": r.time_vs(Alloc::Flist, Alloc::Malloc),
-            "jemalloc_frag_peak_rss": r.frag_rss_vs(Alloc::Flist, Alloc::Jemalloc),
-        },
-    })
-}
-
-// ---------------------------------------------------------------------------
-// SVG bar chart, written by hand.
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn to_svg(r: &Results) -> String {
-    let groups: Vec<String> = r
-        .workloads
-        .iter()
-        .map(|w| format!("({}) {}", w.letter, w.name))
-        .chain(std::iter::once("geo mean".to_owned()))
-        .collect();
-    let time: Vec<Vec<f64>> = r
-        .cells
-        .iter()
-        .map(|row| row.iter().map(|c| c.time_ratio).collect())
-        .chain(std::iter::once(r.geo_time.clone()))
-        .collect();
-    let rss: Vec<Vec<f64>> = r
-        .cells
-        .iter()
-        .map(|row| row.iter().map(|c| c.rss_ratio).collect())
-        .chain(std::iter::once(r.geo_rss.clone()))
-        .collect();
-    let time_abs: Vec<Vec<String>> = r
-        .cells
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|c| format!("{:.1} ms", c.time_ns as f64 / 1e6))
-                .collect()
-        })
-        .collect();
-    let rss_abs: Vec<Vec<String>> = r
-        .cells
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|c| format!("{:.1} MiB peak", mib(c.hwm_kb)))
-                .collect()
-        })
-        .collect();
-
-    let bars_w = 26.0 * r.allocs.len() as f64;
-    let left = 64.0;
-    let width = (left + (bars_w + 44.0) * groups.len() as f64 + 24.0).max(960.0);
-    let group_w = (width - left - 24.0) / groups.len() as f64;
-    let panel_h = 250.0;
-    let top = 124.0;
-    let gap = 86.0;
-    let height = top + 2.0 * panel_h + gap + 60.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(
-        s,
-        r##"<rect width="100%" height="100%" fill="white"/>
-<text x="{left}" y="26" font-size="17" font-weight="bold">flistalloc compare: time and peak RSS relative to the best allocator (lower is better)</text>
-<text x="{left}" y="46" font-size="12" fill="#444">{} sizes, median of {} run(s); {}, {} cores; {}</text>
-<text x="{left}" y="62" font-size="12" fill="#444">{}</text>"##,
-        r.scale.name(),
-        r.runs,
-        xml_escape(&r.cpu),
-        r.cores,
-        r.date,
-        xml_escape(&r.command)
-    );
-    // Legend.
-    for (ai, a) in r.allocs.iter().enumerate() {
-        let x = left + ai as f64 * 110.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{x}" y="78" width="14" height="14" fill="{}"/><text x="{}" y="90" font-size="13">{}</text>"#,
-            a.color(),
-            x + 19.0,
-            a.name()
-        );
-    }
-    let panels = [
-        ("time / fastest", &time, Some(&time_abs)),
-        ("peak RSS / smallest", &rss, Some(&rss_abs)),
-    ];
-    for (pi, (title, data, abs)) in panels.into_iter().enumerate() {
-        let y0 = top + pi as f64 * (panel_h + gap);
-        let base_y = y0 + panel_h;
-        let max = data.iter().flatten().copied().fold(1.0f64, f64::max);
-        let ymax = ((max.min(4.0) * 2.0).ceil() / 2.0).max(1.5);
-        let y_of = |v: f64| base_y - (v.min(ymax) / ymax) * (panel_h - 14.0);
-        let _ = writeln!(
-            s,
-            r##"<text x="{left}" y="{}" font-size="14" font-weight="bold">{title}</text>"##,
-            y0 - 6.0
-        );
-        // Grid every 0.5.
-        let mut g = 0.0;
-        while g <= ymax + 1e-9 {
-            let y = y_of(g);
-            let (stroke, dash) = if (g - 1.0).abs() < 1e-9 {
-                ("#333", r#" stroke-dasharray="5,3""#)
-            } else {
-                ("#ddd", "")
-            };
-            let _ = writeln!(
-                s,
-                r##"<line x1="{left}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{stroke}"{dash}/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="#444">{g:.1}x</text>"##,
-                width - 16.0,
-                left - 6.0,
-                y + 4.0
-            );
-            g += 0.5;
-        }
-        for (gi, name) in groups.iter().enumerate() {
-            let gx = left + gi as f64 * group_w + (group_w - bars_w) / 2.0;
-            if gi + 1 == groups.len() {
-                let _ = writeln!(
-                    s,
-                    r##"<rect x="{:.1}" y="{y0:.1}" width="{:.1}" height="{panel_h}" fill="#f3f3f3"/>"##,
-                    gx - 12.0,
-                    bars_w + 20.0
-                );
-            }
-            for (ai, a) in r.allocs.iter().enumerate() {
-                let v = data[gi][ai];
-                let x = gx + ai as f64 * 26.0;
-                let y = y_of(v);
-                let tip = abs
-                    .and_then(|t| t.get(gi))
-                    .map_or(String::new(), |row| format!(", {}", row[ai]));
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{x:.1}" y="{y:.1}" width="22" height="{:.1}" fill="{}"><title>{} {}: {v:.2}x{tip}</title></rect>"#,
-                    base_y - y,
-                    a.color(),
-                    xml_escape(name),
-                    a.name()
-                );
-                let clipped = if v > ymax { "\u{25b2}" } else { "" };
-                let _ = writeln!(
-                    s,
-                    r#"<text x="{:.1}" y="{:.1}" font-size="9.5" text-anchor="middle">{clipped}{v:.2}</text>"#,
-                    x + 11.0,
-                    y - 3.0
-                );
-            }
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
-                gx + bars_w / 2.0 - 2.0,
-                base_y + 17.0,
-                xml_escape(name)
-            );
-        }
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" x2="{:.1}" y1="{base_y}" y2="{base_y}" stroke="#000"/>"##,
-            width - 16.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{left}" y="{:.1}" font-size="11" fill="#444">Bars above the axis limit are cut and marked with a triangle; hover a bar for its absolute value. Dashed line: 1.0x (the best).</text>"##,
-        height - 14.0
-    );
-    s.push_str("</svg>\n");
-    s
+fn to_json(r: &Matrix, meta: &Meta) -> Value {
+    let flist = Alloc::Flist.name();
+    let flist_vs = json!({
+        "jemalloc_time": r.time_vs(flist, Alloc::Jemalloc.name()),
+        "mimalloc_time": r.time_vs(flist, Alloc::Mimalloc.name()),
+        "malloc_time": r.time_vs(flist, Alloc::Malloc.name()),
+        "jemalloc_frag_peak_rss": r.row_rss_vs("frag", flist, Alloc::Jemalloc.name()),
+    });
+    r.to_json(
+        "flistalloc examples/compare",
+        meta,
+        vec![("flist_vs", flist_vs)],
+    )
 }

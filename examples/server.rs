@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::checksum::fnv;
+use support::rng::XorShift64Star;
+use support::rss::{self, mib};
 
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
@@ -51,10 +54,7 @@ type Store = Arc<Vec<Mutex<HashMap<String, Vec<u8>>>>>;
 // Server
 
 fn shard_of(key: &str) -> usize {
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    (h % SHARDS as u64) as usize
+    (fnv(key.as_bytes()) % SHARDS as u64) as usize
 }
 
 /// Serves one connection until the client closes it.
@@ -166,21 +166,6 @@ impl Server {
 // ---------------------------------------------------------------------------
 // Client
 
-/// xorshift64*: each connection's own request stream.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A value that carries its own check: `key:stamp:` then filler derived
 /// from the stamp.
 fn make_value(key: u64, stamp: u64, len: usize) -> Vec<u8> {
@@ -204,7 +189,7 @@ fn check_value(key: u64, v: &[u8]) -> bool {
     k == key && v[head..].iter().all(|&b| b == fill)
 }
 
-fn value_len(rng: &mut Rng) -> usize {
+fn value_len(rng: &mut XorShift64Star) -> usize {
     match rng.below(100) {
         0..=59 => 16 + rng.below(240) as usize,
         60..=97 => 256 + rng.below(3840) as usize,
@@ -219,7 +204,9 @@ fn client(addr: SocketAddr, conn: u64, requests: usize, stamps: &AtomicU64) -> R
     stream.set_nodelay(true).map_err(io)?;
     let mut reader = BufReader::new(stream.try_clone().map_err(io)?);
     let mut writer = BufWriter::new(stream);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (conn + 1).wrapping_mul(0xff51_afd7_ed55_8ccd));
+    // xorshift64*: each connection's own request stream.
+    let mut rng =
+        XorShift64Star(0x9e37_79b9_7f4a_7c15 ^ (conn + 1).wrapping_mul(0xff51_afd7_ed55_8ccd));
     let mut sent = 0;
     let mut line = String::new();
     while sent < requests {
@@ -262,17 +249,6 @@ fn client(addr: SocketAddr, conn: u64, requests: usize, stamps: &AtomicU64) -> R
 }
 
 // ---------------------------------------------------------------------------
-
-fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
 
 fn parse_args() -> Result<(usize, usize), String> {
     let mut connections = 8;
@@ -331,7 +307,7 @@ fn run(connections: usize, requests: usize) -> Result<(), String> {
         "{total} requests in {:.2} s: {:.0} requests/s; peak RSS {:.1} MiB",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
-        status_kb("VmHWM:").unwrap_or(0) as f64 / 1024.0
+        mib(rss::peak_kb().unwrap_or(0))
     );
     if flistalloc::backend() == flistalloc::Backend::Flist {
         let s = flistalloc::stats();
