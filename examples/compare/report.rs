@@ -1,0 +1,114 @@
+//! compare's output: the shared table, JSON and chart of the support crate,
+//! with compare's header, the fragmentation figures and the issue's targets.
+
+use crate::allocators::Alloc;
+use crate::workloads::Workload;
+use serde_json::{json, Value};
+use support::report::{Matrix, Meta, TableStyle};
+use support::rss::mib;
+
+/// The chart's title.
+pub const SVG_TITLE: &str =
+    "flistalloc compare: time and peak RSS relative to the best allocator (lower is better)";
+
+/// Prints the results on stdout.
+pub fn print_table(r: &Matrix, workloads: &[&Workload], meta: &Meta) {
+    println!(
+        "flistalloc compare: {} sizes, median time of {} run(s) per cell; peak RSS = VmHWM of each child process",
+        meta.scale, meta.runs
+    );
+    println!("{}, {} cores, {}", meta.cpu, meta.cores, meta.date);
+    println!("command: {}", meta.command);
+    println!(
+        "All four allocators run from one binary behind the same dispatching #[global_allocator]\n\
+         (one predictable branch per call: mimalloc, or Flist with FLISTALLOC_BACKEND=flist|malloc|jemalloc),\n\
+         so the dispatch costs every column alike. \"x best\" = ratio to the best allocator on that row (1.00x = best)."
+    );
+    println!();
+    r.print_table(&TableStyle {
+        label_width: 12,
+        column_width: 9,
+        column_header: "allocator",
+        ratio_header: "x best",
+        rule: 64,
+    });
+    // Fragmentation: memory held against memory live.
+    if let Some(wi) = r.row("frag") {
+        println!();
+        println!("(f) frag at its end (before teardown): RSS against the bytes the program holds");
+        println!(
+            "{:<9} {:>10} {:>12} {:>9} {:>10} {:>9}",
+            "allocator", "live MiB", "final RSS", "x live", "peak MiB", "x live"
+        );
+        for (ai, a) in r.columns.iter().enumerate() {
+            let c = &r.cells[wi][ai];
+            let live = c.last(|s| s.live_bytes).unwrap_or(0) as f64 / (1 << 20) as f64;
+            let fin = mib(c.last(|s| s.final_rss_kb).unwrap_or(0));
+            let peak = mib(c.hwm_kb);
+            println!(
+                "{:<9} {:>10.1} {:>12.1} {:>8.2}x {:>10.1} {:>8.2}x",
+                a.name,
+                live,
+                fin,
+                fin / live.max(1e-9),
+                peak,
+                peak / live.max(1e-9)
+            );
+        }
+    }
+    println!();
+    for w in workloads {
+        println!("  ({}) {:<8} {}", w.letter, w.name, w.about);
+    }
+    println!(
+        "  (a child holds about {:.1} MiB RSS before its workload starts)",
+        mib(r.base_kb())
+    );
+    // The issue's targets.
+    println!();
+    println!("targets (geometric means over the workloads above):");
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let target = |what: String, value: f64, limit: f64| {
+        println!(
+            "  {what:<56} {value:>5.2}x  (target <= {limit:.2}x: {})",
+            verdict(value <= limit)
+        );
+    };
+    let flist = Alloc::Flist.name();
+    let best_other = [Alloc::Jemalloc, Alloc::Mimalloc]
+        .into_iter()
+        .filter_map(|b| Some((b, r.time_vs(flist, b.name())?)))
+        .max_by(|x, y| x.1.total_cmp(&y.1));
+    if let Some((b, t)) = best_other {
+        target(
+            format!(
+                "flist time / the faster of jemalloc, mimalloc ({})",
+                b.name()
+            ),
+            t,
+            1.0,
+        );
+    }
+    if let Some(t) = r.time_vs(flist, Alloc::Malloc.name()) {
+        target("flist time / glibc malloc".to_owned(), t, 0.7);
+    }
+    if let Some(m) = r.row_rss_vs("frag", flist, Alloc::Jemalloc.name()) {
+        target("flist peak RSS / jemalloc on (f) frag".to_owned(), m, 1.0);
+    }
+}
+
+/// The results as JSON, with flist's ratios to the others.
+pub fn to_json(r: &Matrix, meta: &Meta) -> Value {
+    let flist = Alloc::Flist.name();
+    let flist_vs = json!({
+        "jemalloc_time": r.time_vs(flist, Alloc::Jemalloc.name()),
+        "mimalloc_time": r.time_vs(flist, Alloc::Mimalloc.name()),
+        "malloc_time": r.time_vs(flist, Alloc::Malloc.name()),
+        "jemalloc_frag_peak_rss": r.row_rss_vs("frag", flist, Alloc::Jemalloc.name()),
+    });
+    r.to_json(
+        "flistalloc examples/compare",
+        meta,
+        vec![("flist_vs", flist_vs)],
+    )
+}
