@@ -45,6 +45,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use support::checksum::fnv;
 use support::child::{self, Sample, SweepError};
+use support::cli::{self, Arg, Parser};
 use support::report::{Column, Matrix, Peak, Row, TableStyle};
 use support::rng::Rng;
 use support::rss::mib;
@@ -555,37 +556,25 @@ struct Options {
     only: Option<std::vec::Vec<String>>,
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
+/// Parses the command line (lexopt); `None` for `-h` / `--help`.
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut opts = Options {
         scale: Scale::Full,
         runs: 3,
         only: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => opts.scale = Scale::Quick,
-            "--runs" => {
-                let v = it.next().ok_or("--runs needs a number")?;
-                opts.runs = match v.parse() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return Err(format!("--runs: not a positive number: {v:?}")),
-                };
-            }
-            "--only" => {
-                let v = it.next().ok_or("--only needs workload names")?;
-                let names: std::vec::Vec<String> = v.split(',').map(str::to_owned).collect();
-                for n in &names {
-                    if !WORKLOADS.iter().any(|w| w.name == n) {
-                        return Err(format!("--only: unknown workload {n:?}"));
-                    }
-                }
-                opts.only = Some(names);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+    let known: std::vec::Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let mut p = Parser::from_args(args);
+    while let Some(arg) = cli::next(&mut p)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(None),
+            Arg::Long("quick") => opts.scale = Scale::Quick,
+            Arg::Long("runs") => opts.runs = cli::runs(&mut p)?,
+            Arg::Long("only") => opts.only = Some(cli::only(&mut p, &known)?),
+            arg => return Err(cli::unknown(arg)),
         }
     }
-    Ok(opts)
+    Ok(Some(opts))
 }
 
 fn main() -> ExitCode {
@@ -597,12 +586,12 @@ fn main() -> ExitCode {
         }
         return child(&args[1], &args[2], &args[3]);
     }
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
     let opts = match parse_args(&args) {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("arena_compare: {e}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -610,11 +599,7 @@ fn main() -> ExitCode {
     };
     let workloads: std::vec::Vec<&Entry> = WORKLOADS
         .iter()
-        .filter(|w| {
-            opts.only
-                .as_ref()
-                .is_none_or(|o| o.iter().any(|n| n == w.name))
-        })
+        .filter(|w| cli::selected(&opts.only, w.name))
         .collect();
     match compare(&workloads, &opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::checksum::fnv;
+use support::cli::{self, Arg, Parser};
 use support::rng::XorShift64Star;
 use support::rss::{self, mib};
 
@@ -250,21 +251,25 @@ fn client(addr: SocketAddr, conn: u64, requests: usize, stamps: &AtomicU64) -> R
 
 // ---------------------------------------------------------------------------
 
+/// Parses the command line (lexopt): `(connections, requests)`.
 fn parse_args() -> Result<(usize, usize), String> {
     let mut connections = 8;
     let mut requests = 40_000;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (slot, max) = match a.as_str() {
-            "--connections" => (&mut connections, 256),
-            "--requests" => (&mut requests, 10_000_000),
-            _ => return Err(format!("unknown argument {a:?}")),
+    let mut p = Parser::from_env();
+    while let Some(arg) = cli::next(&mut p)? {
+        let (opt, slot, max) = match arg {
+            Arg::Long("connections") => ("--connections", &mut connections, 256),
+            Arg::Long("requests") => ("--requests", &mut requests, 10_000_000),
+            arg => return Err(cli::unknown(arg)),
         };
-        let v = it.next().ok_or(format!("{a} needs a number"))?;
+        let v = cli::value(&mut p, opt, "a number")?;
         *slot = match v.parse() {
             Ok(n) if (1..=max).contains(&n) => n,
-            _ => return Err(format!("{a}: expected a number from 1 to {max}, got {v:?}")),
+            _ => {
+                return Err(format!(
+                    "{opt}: expected a number from 1 to {max}, got {v:?}"
+                ))
+            }
         };
     }
     Ok((connections, requests))

@@ -57,6 +57,7 @@ use allocators::{use_mimalloc, Alloc};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use support::child::{self, Sample, SweepError};
+use support::cli::{self, Arg, Parser};
 use support::report::{Column, Matrix, Meta, Peak, Row};
 use support::rss::mib;
 use support::scale::Scale;
@@ -92,7 +93,8 @@ struct Options {
     svg: Option<String>,
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
+/// Parses the command line (lexopt); `None` for `-h` / `--help`.
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut opts = Options {
         scale: Scale::Full,
         runs: 3,
@@ -100,46 +102,20 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         json: None,
         svg: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |what: &str| {
-            it.next()
-                .filter(|v| !v.starts_with("--"))
-                .cloned()
-                .ok_or_else(|| format!("{arg} needs {what}"))
-        };
-        match arg.as_str() {
-            "--quick" => opts.scale = Scale::Quick,
-            "--runs" => {
-                let v = value("a number")?;
-                opts.runs = match v.parse() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return Err(format!("--runs: not a positive number: {v:?}")),
-                };
-            }
-            "--only" => {
-                let v = value("workload names")?;
-                let names: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
-                for n in &names {
-                    if !WORKLOADS.iter().any(|w| w.name == n) {
-                        return Err(format!(
-                            "--only: unknown workload {n:?} (known: {})",
-                            WORKLOADS
-                                .iter()
-                                .map(|w| w.name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                }
-                opts.only = Some(names);
-            }
-            "--json" => opts.json = Some(value("a file path")?),
-            "--svg" => opts.svg = Some(value("a file path")?),
-            other => return Err(format!("unknown argument {other:?}")),
+    let known: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let mut p = Parser::from_args(args);
+    while let Some(arg) = cli::next(&mut p)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(None),
+            Arg::Long("quick") => opts.scale = Scale::Quick,
+            Arg::Long("runs") => opts.runs = cli::runs(&mut p)?,
+            Arg::Long("only") => opts.only = Some(cli::only(&mut p, &known)?),
+            Arg::Long("json") => opts.json = Some(cli::value(&mut p, "--json", "a file path")?),
+            Arg::Long("svg") => opts.svg = Some(cli::value(&mut p, "--svg", "a file path")?),
+            arg => return Err(cli::unknown(arg)),
         }
     }
-    Ok(opts)
+    Ok(Some(opts))
 }
 
 // ---------------------------------------------------------------------------
@@ -200,12 +176,12 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
     }
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
     let opts = match parse_args(&args) {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("compare: {e}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -226,11 +202,7 @@ fn main() -> ExitCode {
 fn compare(opts: &Options, args: &[String]) -> Result<(), String> {
     let workloads: Vec<&'static Workload> = WORKLOADS
         .iter()
-        .filter(|w| {
-            opts.only
-                .as_ref()
-                .is_none_or(|o| o.iter().any(|n| n == w.name))
-        })
+        .filter(|w| cli::selected(&opts.only, w.name))
         .collect();
     let allocs = Alloc::ALL;
     let started = Instant::now();

@@ -8,6 +8,8 @@
 //! * [`scale`]: full or quick workload sizes.
 //! * [`rng`]: the seeded generators (the same sequence for every allocator).
 //! * [`checksum`]: FNV-1a and the cheap buffer digests the workloads sum.
+//! * [`cli`]: argument helpers over `lexopt` for the options the examples
+//!   share.
 //! * [`env`]: an environment lookup that does not allocate, for a
 //!   `#[global_allocator]` deciding something at its first call.
 //! * [`report`]: the results of a (workload x allocator) sweep, summarised,
@@ -17,6 +19,7 @@
 
 pub mod checksum;
 pub mod child;
+pub mod cli;
 pub mod env;
 pub mod report;
 pub mod rng;
