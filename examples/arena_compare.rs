@@ -44,7 +44,7 @@ use std::alloc::System;
 use std::process::ExitCode;
 use std::time::Instant;
 use support::checksum::fnv;
-use support::child::{self, Sample, SweepError};
+use support::child::{self, Progress, Sample};
 use support::cli::{self, Arg, Parser};
 use support::report::{Column, Matrix, Peak, Row, TableStyle};
 use support::rng::Rng;
@@ -541,6 +541,13 @@ fn child(workload: &str, backend: &str, scale: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The widths of the progress lines on stderr.
+const PROGRESS: Progress = Progress {
+    count_width: 2,
+    column_width: 7,
+    ms_width: 8,
+};
+
 fn run_child(w: &Entry, b: Backend, scale: Scale) -> Result<Sample, String> {
     let mut cmd = child::own_command()?;
     cmd.args(["--child", w.name, b.name(), scale.name()]);
@@ -613,41 +620,7 @@ fn main() -> ExitCode {
 fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
     let backends = Backend::ALL;
     let started = Instant::now();
-    let samples = child::sweep(
-        workloads.len(),
-        backends.len(),
-        opts.runs,
-        |wi, bi| run_child(workloads[wi], backends[bi], opts.scale),
-        |at, s| {
-            eprintln!(
-                "[{:>2}/{}] {:<8} {:<7} run {}/{}: {:>8.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
-                at.done,
-                at.total,
-                workloads[at.row].name,
-                backends[at.column].name(),
-                at.run,
-                at.runs,
-                s.nanos as f64 / 1e6,
-                mib(s.hwm_kb),
-                s.checksum
-            );
-        },
-    )
-    .map_err(|e| match e {
-        SweepError::Child(e) => e,
-        SweepError::Mismatch {
-            row,
-            column,
-            got,
-            expected,
-        } => format!(
-            "checksum mismatch on {}: {} gave {got:#018x}, expected {expected:#018x}",
-            workloads[row].name,
-            backends[column].name()
-        ),
-    })?;
-    let total = workloads.len() * backends.len() * opts.runs;
-    let rows = workloads
+    let rows: std::vec::Vec<Row> = workloads
         .iter()
         .map(|w| Row {
             name: w.name,
@@ -655,13 +628,17 @@ fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
             about: w.about,
         })
         .collect();
-    let columns = backends
+    let columns: std::vec::Vec<Column> = backends
         .iter()
         .map(|b| Column {
             name: b.name(),
             color: "", // no chart here
         })
         .collect();
+    let samples = child::sweep(&rows, &columns, opts.runs, &PROGRESS, |wi, bi| {
+        run_child(workloads[wi], backends[bi], opts.scale)
+    })?;
+    let total = workloads.len() * backends.len() * opts.runs;
     print_table(&Matrix::new(rows, columns, samples, Peak::Max), opts);
     eprintln!(
         "arena_compare: {total} runs in {:.1} s",

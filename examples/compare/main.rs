@@ -56,10 +56,9 @@ mod workloads;
 use allocators::{use_mimalloc, Alloc};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use support::child::{self, Sample, SweepError};
+use support::child::{self, Progress, Sample};
 use support::cli::{self, Arg, Parser};
 use support::report::{Column, Matrix, Meta, Peak, Row};
-use support::rss::mib;
 use support::scale::Scale;
 use workloads::{Workload, WORKLOADS};
 
@@ -157,6 +156,13 @@ fn child(args: &[String]) -> ExitCode {
 // ---------------------------------------------------------------------------
 // Parent: run the children, check, tabulate.
 
+/// The widths of the progress lines on stderr.
+const PROGRESS: Progress = Progress {
+    count_width: 3,
+    column_width: 8,
+    ms_width: 9,
+};
+
 fn run_child(w: &Workload, a: Alloc, scale: Scale) -> Result<Sample, String> {
     let mut cmd = child::own_command()?;
     cmd.arg("--child").arg(w.name);
@@ -206,41 +212,7 @@ fn compare(opts: &Options, args: &[String]) -> Result<(), String> {
         .collect();
     let allocs = Alloc::ALL;
     let started = Instant::now();
-    let samples = child::sweep(
-        workloads.len(),
-        allocs.len(),
-        opts.runs,
-        |wi, ai| run_child(workloads[wi], allocs[ai], opts.scale),
-        |at, s| {
-            eprintln!(
-                "[{:>3}/{}] {:<8} {:<8} run {}/{}: {:>9.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
-                at.done,
-                at.total,
-                workloads[at.row].name,
-                allocs[at.column].name(),
-                at.run,
-                at.runs,
-                s.nanos as f64 / 1e6,
-                mib(s.hwm_kb),
-                s.checksum
-            );
-        },
-    )
-    .map_err(|e| match e {
-        SweepError::Child(e) => e,
-        SweepError::Mismatch {
-            row,
-            column,
-            got,
-            expected,
-        } => format!(
-            "checksum mismatch on workload {}: {} gave {got:#018x}, earlier runs gave {expected:#018x}",
-            workloads[row].name,
-            allocs[column].name()
-        ),
-    })?;
-    let total = workloads.len() * allocs.len() * opts.runs;
-    let rows = workloads
+    let rows: Vec<Row> = workloads
         .iter()
         .map(|w| Row {
             name: w.name,
@@ -248,13 +220,17 @@ fn compare(opts: &Options, args: &[String]) -> Result<(), String> {
             about: w.about,
         })
         .collect();
-    let columns = allocs
+    let columns: Vec<Column> = allocs
         .iter()
         .map(|a| Column {
             name: a.name(),
             color: a.color(),
         })
         .collect();
+    let samples = child::sweep(&rows, &columns, opts.runs, &PROGRESS, |wi, ai| {
+        run_child(workloads[wi], allocs[ai], opts.scale)
+    })?;
+    let total = workloads.len() * allocs.len() * opts.runs;
     let results = Matrix::new(rows, columns, samples, Peak::Median);
     let meta = Meta::now(
         support::report::command_line("cargo run --release --example compare", args),

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! The parent reads it back with [`run`]; [`sweep`] runs every
-//! (workload, allocator) pair `runs` times and checks that checksums agree.
+//! (workload, allocator) pair `runs` times, prints progress and checks that
+//! checksums agree.
 
+use crate::report::{Column, Row};
 use crate::rss;
 use std::fmt::Write as _;
 use std::io::Read;
@@ -158,71 +160,79 @@ pub fn run(cmd: &mut Command, limit: Option<Duration>, what: &str) -> Result<Sam
     Sample::parse(&stdout).ok_or_else(|| format!("child {what}: no result line in {stdout:?}"))
 }
 
-/// Where a [`sweep`] is: the pair being run, which run of how many, and the
-/// count of runs done so far (this one included) of `total`.
-#[derive(Clone, Copy, Debug)]
-pub struct Step {
-    pub row: usize,
-    pub column: usize,
-    pub run: usize,
-    pub runs: usize,
-    pub done: usize,
-    pub total: usize,
-}
-
-/// Why a [`sweep`] stopped.
-#[derive(Debug)]
-pub enum SweepError {
-    /// A child failed (the message from [`run`]).
-    Child(String),
-    /// A run's checksum differs from the first one of its row.
-    Mismatch {
-        row: usize,
-        column: usize,
-        got: u64,
-        expected: u64,
-    },
-}
-
 /// The samples of a sweep: `[row][column][run]`.
 pub type Samples = Vec<Vec<Vec<Sample>>>;
 
-/// Runs every (row, column) pair `runs` times with `run_one`, runs
-/// outermost (so slow drift, heat or other load, spreads over all pairs),
-/// calling `progress` after each run. Every run of a row must give the
-/// row's first checksum.
+/// The widths of a sweep's progress lines, one per run on stderr:
+///
+/// ```text
+/// [  3/72] json     jemalloc run 1/3:     123.4 ms  peak     4.1 MiB  checksum 0x...
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Of the count of runs done.
+    pub count_width: usize,
+    /// Of the column (allocator) name.
+    pub column_width: usize,
+    /// Of the time in ms.
+    pub ms_width: usize,
+}
+
+impl Progress {
+    /// The line for run `run` of `runs` of (`row`, `column`), the `done`th
+    /// run of `total`.
+    #[allow(clippy::too_many_arguments)] // one line's fields, named at the call
+    pub fn line(
+        &self,
+        done: usize,
+        total: usize,
+        row: &str,
+        column: &str,
+        run: usize,
+        runs: usize,
+        s: &Sample,
+    ) -> String {
+        let (cw, colw, msw) = (self.count_width, self.column_width, self.ms_width);
+        format!(
+            "[{done:>cw$}/{total}] {row:<8} {column:<colw$} run {run}/{runs}: {:>msw$.1} ms  peak {:>7.1} MiB  checksum {:#018x}",
+            s.nanos as f64 / 1e6,
+            rss::mib(s.hwm_kb),
+            s.checksum
+        )
+    }
+}
+
+/// Runs every (row, column) pair `runs` times with `run_one(row, column)`,
+/// runs outermost (so slow drift, heat or other load, spreads over all
+/// pairs), and prints a [`Progress`] line after each run. Every run of a row
+/// must give the row's first checksum: a mismatch, or a failed child, stops
+/// the sweep with an error message.
 pub fn sweep(
-    rows: usize,
-    columns: usize,
+    rows: &[Row],
+    columns: &[Column],
     runs: usize,
+    progress: &Progress,
     mut run_one: impl FnMut(usize, usize) -> Result<Sample, String>,
-    mut progress: impl FnMut(Step, &Sample),
-) -> Result<Samples, SweepError> {
-    let mut samples: Samples = vec![vec![Vec::new(); columns]; rows];
-    let total = rows * columns * runs;
+) -> Result<Samples, String> {
+    let mut samples: Samples = vec![vec![Vec::new(); columns.len()]; rows.len()];
+    let total = rows.len() * columns.len() * runs;
     let mut done = 0;
     for run in 1..=runs {
         for (row, cells) in samples.iter_mut().enumerate() {
-            for column in 0..columns {
+            for (column, c) in columns.iter().enumerate() {
+                let (row_name, name) = (rows[row].name, c.name);
                 done += 1;
-                let s = run_one(row, column).map_err(SweepError::Child)?;
-                let step = Step {
-                    row,
-                    column,
-                    run,
-                    runs,
-                    done,
-                    total,
-                };
-                progress(step, &s);
+                let s = run_one(row, column)?;
+                eprintln!(
+                    "{}",
+                    progress.line(done, total, row_name, name, run, runs, &s)
+                );
                 let expected = cells.iter().flatten().next().map(|f| f.checksum);
                 if let Some(expected) = expected.filter(|&e| e != s.checksum) {
-                    return Err(SweepError::Mismatch {
-                        row,
-                        column,
-                        got: s.checksum,
-                        expected,
-                    });
+                    return Err(format!(
+                        "checksum mismatch on workload {row_name}: {name} gave {:#018x}, earlier runs gave {expected:#018x}",
+                        s.checksum
+                    ));
                 }
                 cells[column].push(s);
             }
@@ -272,32 +282,62 @@ mod tests {
 
     #[test]
     fn sweep_runs_every_pair_and_checks_checksums() {
+        let progress = Progress {
+            count_width: 3,
+            column_width: 8,
+            ms_width: 9,
+        };
         let mut order = Vec::new();
-        let samples = sweep(
-            2,
-            3,
-            2,
-            |r, c| {
-                order.push((r, c));
-                Ok(sample(r as u64))
-            },
-            |_, _| {},
-        )
+        let row = |name| Row {
+            name,
+            letter: None,
+            about: "",
+        };
+        let column = |name| Column { name, color: "" };
+        let (rows, columns) = (
+            [row("a"), row("b")],
+            [column("x"), column("y"), column("z")],
+        );
+        let samples = sweep(&rows, &columns, 2, &progress, |r, c| {
+            order.push((r, c));
+            Ok(sample(r as u64))
+        })
         .expect("checksums agree");
         assert_eq!(order.len(), 12);
         assert_eq!(order[..3], [(0, 0), (0, 1), (0, 2)]);
         assert!(samples.iter().all(|row| row.iter().all(|c| c.len() == 2)));
 
-        let bad = sweep(1, 2, 1, |_, c| Ok(sample(c as u64)), |_, _| {});
-        assert!(matches!(
-            bad,
-            Err(SweepError::Mismatch {
-                row: 0,
-                column: 1,
-                got: 1,
-                expected: 0
-            })
-        ));
+        let (json, flist) = ([row("json")], [column("flist"), column("malloc")]);
+        let bad = sweep(&json, &flist, 1, &progress, |_, c| Ok(sample(c as u64)));
+        assert_eq!(
+            bad.unwrap_err(),
+            "checksum mismatch on workload json: malloc gave 0x0000000000000001, earlier runs gave 0x0000000000000000"
+        );
+        let failed = sweep(&json, &flist, 1, &progress, |_, _| Err("boom".into()));
+        assert_eq!(failed.unwrap_err(), "boom");
+    }
+
+    #[test]
+    fn progress_lines() {
+        let s = sample(0xabc);
+        let compare = Progress {
+            count_width: 3,
+            column_width: 8,
+            ms_width: 9,
+        };
+        assert_eq!(
+            compare.line(7, 72, "json", "malloc", 1, 3, &s),
+            "[  7/72] json     malloc   run 1/3:       1.2 ms  peak     4.0 MiB  checksum 0x0000000000000abc"
+        );
+        let arena = Progress {
+            count_width: 2,
+            column_width: 7,
+            ms_width: 8,
+        };
+        assert_eq!(
+            arena.line(1, 18, "tree", "flist", 1, 3, &s),
+            "[ 1/18] tree     flist   run 1/3:      1.2 ms  peak     4.0 MiB  checksum 0x0000000000000abc"
+        );
     }
 
     #[test]
