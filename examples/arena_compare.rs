@@ -593,28 +593,15 @@ fn main() -> ExitCode {
         }
         return child(&args[1], &args[2], &args[3]);
     }
-    let opts = match parse_args(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("arena_compare: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let opts = match cli::or_usage("arena_compare", USAGE, parse_args(&args)) {
+        Ok(o) => o,
+        Err(exit) => return exit,
     };
     let workloads: std::vec::Vec<&Entry> = WORKLOADS
         .iter()
         .filter(|w| cli::selected(&opts.only, w.name))
         .collect();
-    match compare(&workloads, &opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("arena_compare: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_status("arena_compare", compare(&workloads, &opts))
 }
 
 fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {

@@ -327,18 +327,9 @@ fn run(connections: usize, requests: usize) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let (connections, requests) = match parse_args() {
+    let (connections, requests) = match cli::or_usage("server", USAGE, parse_args().map(Some)) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("server: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
-    match run(connections, requests) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("server: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_status("server", run(connections, requests))
 }

@@ -182,27 +182,14 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
     }
-    let opts = match parse_args(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("compare: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let opts = match cli::or_usage("compare", USAGE, parse_args(&args)) {
+        Ok(o) => o,
+        Err(exit) => return exit,
     };
     if cfg!(debug_assertions) {
         eprintln!("compare: warning: a debug build; timings mean little (use --release)");
     }
-    match compare(&opts, &args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("compare: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_status("compare", compare(&opts, &args))
 }
 
 fn compare(opts: &Options, args: &[String]) -> Result<(), String> {

@@ -2,6 +2,41 @@
 //! and the error texts they print (before the usage, with exit status 2).
 
 pub use lexopt::{Arg, Parser};
+use std::process::ExitCode;
+
+/// What `main` makes of its parsed command line: the options; for
+/// `Ok(None)` (help was asked for) the usage on stdout and exit status 0;
+/// for an error `PROG: ERROR`, a blank line and the usage on stderr, and
+/// exit status 2.
+pub fn or_usage<T>(
+    prog: &str,
+    usage: &str,
+    parsed: Result<Option<T>, String>,
+) -> Result<T, ExitCode> {
+    match parsed {
+        Ok(Some(opts)) => Ok(opts),
+        Ok(None) => {
+            println!("{usage}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{prog}: {e}\n\n{usage}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The exit status of a finished run: 0, or 1 after `PROG: error: ERROR` on
+/// stderr.
+pub fn exit_status(prog: &str, done: Result<(), String>) -> ExitCode {
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{prog}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// The next argument, with lexopt's errors as text.
 pub fn next(p: &mut Parser) -> Result<Option<Arg<'_>>, String> {
@@ -148,5 +183,20 @@ mod tests {
         );
         assert_eq!(parse(&["--json"]), Err("--json needs a file path".into()));
         assert!(parse(&["--quick=yes"]).is_err());
+    }
+
+    #[test]
+    fn exit_statuses() {
+        assert_eq!(or_usage("x", "usage", Ok(Some(7))), Ok(7));
+        assert_eq!(
+            or_usage::<u8>("x", "usage", Ok(None)),
+            Err(ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            or_usage::<u8>("x", "usage", Err("bad".into())),
+            Err(ExitCode::from(2))
+        );
+        assert_eq!(exit_status("x", Ok(())), ExitCode::SUCCESS);
+        assert_eq!(exit_status("x", Err("failed".into())), ExitCode::FAILURE);
     }
 }
