@@ -203,6 +203,19 @@ impl Model<'_> {
         let heap_before = self.arena.info().heap;
         let could_reuse = expect.as_ref().is_ok_and(|&s| self.has_free_chunk(s));
         let lay = Layout::from_size_align(size, align).unwrap();
+        if matches!(how, How::Allocator) && size == 0 {
+            // Zero size never touches the arena: a dangling block at the
+            // alignment, length 0, nothing to track.
+            let before = self.arena.info();
+            let block = self.arena.allocate(lay).expect("zero-size allocate");
+            assert_eq!(block.len(), 0);
+            assert_eq!(block.cast::<u8>().as_ptr() as usize, align);
+            assert_eq!(self.arena.info(), before);
+            // SAFETY: a zero-size block of this allocator, with its layout.
+            unsafe { self.arena.deallocate(block.cast(), lay) };
+            assert_eq!(self.arena.info(), before);
+            return;
+        }
         let got = match how {
             How::Plain => self.arena.try_alloc(size),
             How::Layout => self.arena.try_alloc_layout(lay),
@@ -251,7 +264,9 @@ impl Model<'_> {
         };
         self.check_block(addr, &b);
         let p = b.ptr;
-        if via_allocator {
+        // A zero-size layout fits only the Allocator's dangling blocks: a
+        // real chunk asked with size 0 goes back through `free`.
+        if via_allocator && b.len != 0 {
             let lay = Layout::from_size_align(b.len, b.align).unwrap();
             // SAFETY: p is a live block of this arena fitting `lay`.
             unsafe { self.arena.deallocate(p, lay) };
@@ -272,6 +287,11 @@ impl Model<'_> {
         let Some((addr, b)) = self.pick(pick) else {
             return;
         };
+        if b.len == 0 {
+            // A real chunk asked with size 0 does not fit a zero-size
+            // Allocator layout (those are the Allocator's dangling blocks).
+            return;
+        }
         let new_align = new_align.unwrap_or(b.align);
         let grow = new_len >= b.len;
         let old = Layout::from_size_align(b.len, b.align).unwrap();
@@ -295,6 +315,12 @@ impl Model<'_> {
             }
         };
         match r {
+            Ok(block) if new_len == 0 => {
+                // Shrink to zero frees the chunk and returns a dangling block.
+                assert_eq!(block.len(), 0, "{old:?} -> {new:?}");
+                assert_eq!(block.cast::<u8>().as_ptr() as usize, new_align);
+                self.live.remove(&addr);
+            }
             Ok(block) => {
                 assert!(expect_ok, "{old:?} -> {new:?} succeeded, expected an error");
                 let q = block.cast::<u8>();
@@ -313,9 +339,13 @@ impl Model<'_> {
                 );
                 if grow {
                     if zeroed {
-                        // SAFETY: the block holds new_len bytes.
+                        // The whole returned slice past the old size is zero.
+                        // SAFETY: the block holds block.len() bytes.
                         let tail = unsafe { q.as_ptr().add(b.len) };
-                        assert!(bytes_are(tail, new_len - b.len, 0), "grow_zeroed left dirt");
+                        assert!(
+                            bytes_are(tail, block.len() - b.len, 0),
+                            "grow_zeroed left dirt"
+                        );
                     }
                     // SAFETY: the block holds new_len bytes.
                     unsafe { q.as_ptr().add(b.len).write_bytes(b.pat, new_len - b.len) };
