@@ -21,21 +21,32 @@ compile_error!(
     "flistalloc supports 64-bit Unix targets only (developed on x86_64 and aarch64 Linux)"
 );
 
-mod arena;
-mod backend;
+// Layer 0: leaf helpers any layer may use.
 mod error;
-mod global;
+mod list;
+mod msg;
+mod stats;
+mod sync;
+// Layer 1..4: OS pages, size classes, the segment map, pools and segments.
 mod os;
 mod pool;
 mod segment;
 mod segment_map;
 mod size_class;
-mod stats;
+// Layer 5: backends and configuration.
+mod backend;
+mod config;
+// Layer 6: the single-threaded core, generic over a policy.
+mod flist_core;
+// Layer 7: side by side, the explicit Arena and the global allocator.
+mod arena;
+mod global;
 
 pub use arena::Arena;
 pub use backend::Backend;
+pub use config::parse_capacity;
 pub use error::Error;
-pub use global::{backend, parse_capacity, stats, trim, Flist, LARGEST_FLIST_SIZE};
-pub use size_class::{slabs, suitable_slab, MAX_ARENA_SIZE};
+pub use global::{backend, stats, trim, Flist};
+pub use size_class::{slabs, suitable_slab, LARGEST_FLIST_SIZE, MAX_ARENA_SIZE};
 pub use stats::Stats;
 pub use stats::{Info, SlabUse};

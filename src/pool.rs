@@ -6,9 +6,10 @@
 //! out yet are carved lazily from `fresh`, so a new pool costs no writes and
 //! its untouched pages stay zero and unbacked.
 
+use crate::list::{Adapter, Link};
 use crate::size_class::PAGE;
-use core::ptr::null_mut;
-use core::sync::atomic::AtomicPtr;
+use crate::sync::{AtomicPtr, Ordering};
+use core::ptr::{null_mut, NonNull};
 
 /// The link stored inside a free chunk.
 #[repr(C)]
@@ -53,15 +54,17 @@ pub(crate) fn round_pages(n: usize) -> usize {
     (n + PAGE - 1) & !(PAGE - 1)
 }
 
-/// Exact divisibility test by a constant without a division: `x % d == 0`
-/// iff the low `shift` bits of `x` are zero and `(x >> shift) * inv <= limit`,
-/// where `d = odd << shift` and `inv` is the inverse of `odd` mod 2^64
-/// (Granlund & Montgomery). One multiply, on the free path.
+/// Exact divisibility test by a constant without a division: with
+/// `d = odd << shift` and `inv` the inverse of `odd` mod 2^64, `x % d == 0`
+/// iff `(x * inv).rotate_right(shift) <= u64::MAX / d` (Granlund &
+/// Montgomery; the rotation folds the power-of-two test into the same
+/// compare, as in Lemire et al., "Faster remainder by direct computation").
+/// One multiply, one rotate, one compare on the free path.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Divisor {
-    shift: u32,
     inv: u64,
     limit: u64,
+    shift: u32,
 }
 
 impl Divisor {
@@ -74,54 +77,90 @@ impl Divisor {
             inv = inv.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inv)));
         }
         Divisor {
-            shift,
             inv,
-            limit: u64::MAX / odd,
+            limit: u64::MAX / d as u64,
+            shift,
         }
     }
 
     #[inline(always)]
     pub fn divides(&self, x: usize) -> bool {
-        let low = x & ((1usize << self.shift) - 1);
-        low == 0 && ((x >> self.shift) as u64).wrapping_mul(self.inv) <= self.limit
+        (x as u64).wrapping_mul(self.inv).rotate_right(self.shift) <= self.limit
     }
 }
 
 /// A pool header. One type serves the explicit `Arena` and the global
-/// allocator's thread heaps; the cross-thread fields (`remote`) stay idle in
+/// allocator's thread heaps; the cross-thread field (`remote`) stays idle in
 /// an `Arena`, costing its fast path nothing.
+///
+/// Only the owner of the pool's segment touches a pool header, except
+/// `remote` (any thread holding a live chunk of the pool may push onto it)
+/// and the fields that stay fixed while the pool has a live chunk (`start`,
+/// `end`, `div`, read by [`Pool::is_chunk_start_remote`]).
 #[repr(C)]
 pub(crate) struct Pool {
-    /// Local free list (owner only).
-    pub free: *mut FreeChunk,
-    /// Next never-handed-out chunk; `fresh..end` is untouched, zero memory.
-    pub fresh: *mut u8,
-    pub end: *mut u8,
-    /// Chunks handed out and not yet freed (owner's view).
-    pub used: u32,
-    /// Chunks the pool holds.
-    pub capacity: u32,
-    pub chunk_size: usize,
-    /// First chunk; page-aligned.
-    pub start: *mut u8,
-    pub div: Divisor,
+    /// The owner's free list. Invariant: every member is a distinct chunk
+    /// start of this pool below `fresh`, not handed out and not on `remote`,
+    /// holding the link to the next member in its first word.
+    free: *mut FreeChunk,
+    /// Chunks handed out and not yet freed back to the owner (chunks pushed
+    /// on `remote` still count until collected). Invariant:
+    /// `used + len(free) == carved chunks - len(remote)`, so
+    /// `used <= capacity`.
+    used: u32,
+    /// Chunks the pool holds: `(end - start) / chunk_size`.
+    capacity: u32,
+    /// Next never-handed-out chunk. Invariant: `start <= fresh <= end`, on a
+    /// chunk boundary; `fresh..end` was never written since the pages were
+    /// mapped or decommitted, so it reads as zero.
+    fresh: *mut u8,
+    /// End of the last whole chunk.
+    end: *mut u8,
+    /// First chunk; page-aligned; the pool's pages start here.
+    start: *mut u8,
+    chunk_size: usize,
+    /// Divisibility test by `chunk_size`.
+    div: Divisor,
     /// Index in the slab table.
-    pub slab: u32,
-    /// Whether the pool is linked in its slab's list of pools with room.
-    pub in_avail: bool,
-    /// Whether this header slot describes a live pool.
-    pub live: bool,
-    /// First page (index inside the segment) and number of pages.
-    pub first_page: u32,
-    pub pages: usize,
-    /// Links in the slab's list of pools with room.
-    pub next: *mut Pool,
-    pub prev: *mut Pool,
-    /// Chunks freed by threads other than the owner (global allocator).
-    pub remote: AtomicPtr<FreeChunk>,
-    /// Link in the owner's queue of pools that became empty (global allocator).
-    pub empty_next: *mut Pool,
-    pub in_empty: bool,
+    slab: u32,
+    /// First page (index inside the segment).
+    first_page: u32,
+    /// Pages the pool spans.
+    pages: usize,
+    /// Whether this header slot describes a live pool (all-zero: a free slot).
+    live: bool,
+    /// Link in its slab's list of pools with room (linked iff the pool is
+    /// on that list).
+    pub(crate) avail: Link<Pool>,
+    /// Link in a thread heap's queue of pools that became empty.
+    pub(crate) empty: Link<Pool>,
+    /// Chunks freed by threads other than the owner (global allocator): a
+    /// Treiber stack that any thread holding a live chunk of this pool
+    /// pushes onto ([`Pool::push_remote`]) and only the owner empties, all
+    /// at once ([`Pool::collect_remote`]).
+    remote: AtomicPtr<FreeChunk>,
+}
+
+/// Adapter for a slab's list of pools with room.
+pub(crate) struct AvailList;
+// SAFETY: returns the `avail` field, derived from the raw pointer.
+unsafe impl Adapter for AvailList {
+    type Node = Pool;
+    unsafe fn link(node: *mut Pool) -> *mut Link<Pool> {
+        // SAFETY: `node` is a live pool header (trait contract).
+        unsafe { core::ptr::addr_of_mut!((*node).avail) }
+    }
+}
+
+/// Adapter for a thread heap's queue of empty pools.
+pub(crate) struct EmptyQueue;
+// SAFETY: returns the `empty` field, derived from the raw pointer.
+unsafe impl Adapter for EmptyQueue {
+    type Node = Pool;
+    unsafe fn link(node: *mut Pool) -> *mut Link<Pool> {
+        // SAFETY: `node` is a live pool header (trait contract).
+        unsafe { core::ptr::addr_of_mut!((*node).empty) }
+    }
 }
 
 impl Pool {
@@ -130,52 +169,95 @@ impl Pool {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Pool = Pool {
         free: null_mut(),
-        fresh: null_mut(),
-        end: null_mut(),
         used: 0,
         capacity: 0,
-        chunk_size: 0,
+        fresh: null_mut(),
+        end: null_mut(),
         start: null_mut(),
+        chunk_size: 0,
         div: Divisor {
-            shift: 0,
             inv: 0,
             limit: 0,
+            shift: 0,
         },
         slab: 0,
-        in_avail: false,
-        live: false,
         first_page: 0,
         pages: 0,
-        next: null_mut(),
-        prev: null_mut(),
+        live: false,
+        avail: Link::NEW,
+        empty: Link::NEW,
         remote: AtomicPtr::new(null_mut()),
-        empty_next: null_mut(),
-        in_empty: false,
     };
 
-    /// Makes this slot describe a fresh pool of `bytes` at `start`.
+    /// Makes this slot describe a fresh pool of `bytes` at `start` (page
+    /// aligned, `bytes` of never-written or decommitted memory), cut into
+    /// chunks of `chunk` bytes of slab `slab`; `page` is its first page in
+    /// the segment.
     pub fn init(&mut self, start: *mut u8, bytes: usize, chunk: usize, slab: usize, page: u32) {
         let capacity = bytes / chunk;
         *self = Pool {
-            free: null_mut(),
             fresh: start,
             end: start.wrapping_add(capacity * chunk),
-            used: 0,
             capacity: capacity as u32,
             chunk_size: chunk,
             start,
             div: Divisor::new(chunk),
             slab: slab as u32,
-            in_avail: false,
-            live: true,
             first_page: page,
             pages: bytes / PAGE,
-            next: null_mut(),
-            prev: null_mut(),
-            remote: AtomicPtr::new(null_mut()),
-            empty_next: null_mut(),
-            in_empty: false,
+            live: true,
+            ..Pool::EMPTY
         };
+    }
+
+    /// Whether this slot describes a live pool.
+    #[inline(always)]
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Chunks handed out and not yet freed back (see the field).
+    #[inline(always)]
+    pub fn used(&self) -> u32 {
+        self.used
+    }
+
+    /// Chunks the pool holds.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// The slab (chunk) size in bytes.
+    #[inline(always)]
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// The slab index.
+    #[inline(always)]
+    pub fn slab(&self) -> usize {
+        self.slab as usize
+    }
+
+    /// First page in the segment and number of pages.
+    pub fn page_range(&self) -> (usize, usize) {
+        (self.first_page as usize, self.pages)
+    }
+
+    /// The first byte of the pool.
+    pub fn start(&self) -> *mut u8 {
+        self.start
+    }
+
+    /// Bytes of pages the pool spans.
+    pub fn bytes(&self) -> usize {
+        self.pages * PAGE
+    }
+
+    /// Whether a chunk can be taken without collecting remote frees: a free
+    /// chunk or a never-used one.
+    pub fn has_room(&self) -> bool {
+        !self.free.is_null() || self.fresh < self.end
     }
 
     /// Whether `addr` is the start of a chunk this pool handed out at some
@@ -188,6 +270,15 @@ impl Pool {
             && self.div.divides(off)
     }
 
+    /// [`is_chunk_start`](Pool::is_chunk_start) for an address known to lie
+    /// at or above `start` (the segment's page map put it in this pool's
+    /// pages): one compare fewer.
+    #[inline(always)]
+    pub fn is_chunk_start_in_pages(&self, addr: usize) -> bool {
+        debug_assert!(addr >= self.start as usize);
+        addr < self.fresh as usize && self.div.divides(addr - self.start as usize)
+    }
+
     /// Like [`is_chunk_start`](Pool::is_chunk_start), reading only fields
     /// that stay fixed while the pool has a live chunk, so a thread other
     /// than the owner may call it for a chunk it holds.
@@ -197,37 +288,126 @@ impl Pool {
         off < (self.end as usize - self.start as usize) && self.div.divides(off)
     }
 
+    /// Takes a chunk from the free list or, failing that, from the fresh
+    /// tail; the flag is true for a fresh chunk (zero memory). `None` when
+    /// the pool is full.
+    #[inline(always)]
+    pub fn take(&mut self) -> Option<(NonNull<u8>, bool)> {
+        let c = pop(self);
+        if let Some(c) = NonNull::new(c) {
+            return Some((c, false));
+        }
+        if self.fresh < self.end {
+            let c = self.fresh;
+            // Stays within `end` (fresh < end, both on chunk boundaries).
+            self.fresh = c.wrapping_add(self.chunk_size);
+            self.used += 1;
+            return NonNull::new(c).map(|c| (c, true));
+        }
+        None
+    }
+
     /// Moves the chunks other threads freed into the local free list; returns
-    /// how many.
+    /// how many. Owner only.
     pub fn collect_remote(&mut self) -> u32 {
-        if self
-            .remote
-            .load(core::sync::atomic::Ordering::Relaxed)
-            .is_null()
-        {
+        if self.remote.load(Ordering::Relaxed).is_null() {
             return 0;
         }
-        let mut list = self
-            .remote
-            .swap(null_mut(), core::sync::atomic::Ordering::Acquire);
+        // Acquire pairs with the Release CAS of each push, so the links
+        // written by the pushers are visible.
+        let mut list = self.remote.swap(null_mut(), Ordering::Acquire);
         let mut n = 0;
         while !list.is_null() {
-            // SAFETY: remote-list members are free chunks of this pool, each
-            // holding a link, published by the Release CAS that pushed them.
-            let next = unsafe { (*list).next };
-            // SAFETY: as above; the chunk is ours again and free.
-            unsafe { (*list).next = self.free };
-            self.free = list;
-            list = next;
+            // SAFETY: remote-list members are chunks of this pool no one
+            // uses any more, each holding a link written before the Release
+            // CAS that published it; after the swap they are ours alone.
+            unsafe {
+                let next = (*list).next;
+                (*list).next = self.free;
+                self.free = list;
+                list = next;
+            }
             n += 1;
         }
         self.used -= n;
         n
     }
 
-    pub fn bytes(&self) -> usize {
-        self.pages * PAGE
+    /// Whether other threads have freed chunks not yet collected.
+    pub fn has_remote(&self) -> bool {
+        !self.remote.load(Ordering::Relaxed).is_null()
     }
+
+    /// Pushes chunk `addr` onto the remote list; true when the list was
+    /// empty before (the pusher then tells the owner).
+    ///
+    /// Sound from any thread because: the caller holds the live chunk
+    /// `addr`, so the pool (it is never released while `used > 0`, and
+    /// `used` still counts this chunk) and its fixed fields stay valid until
+    /// the push completes; the chunk's first word is written before the
+    /// Release CAS that publishes it; only the owner takes from the list,
+    /// and it takes the whole list with one swap, so a node never leaves and
+    /// re-enters between a pusher's load and CAS (no ABA).
+    ///
+    /// # Safety
+    /// `pool` is a live pool; `addr` is a chunk start of it that the caller
+    /// holds and hands back (it is not used afterwards).
+    pub unsafe fn push_remote(pool: *const Pool, addr: usize) -> bool {
+        // SAFETY: contract: the pool is live while we hold the chunk, and
+        // the chunk is ours to write until the CAS publishes it.
+        unsafe {
+            let chunk = (*pool).start.with_addr(addr).cast::<FreeChunk>();
+            let remote = &(*pool).remote;
+            let mut old = remote.load(Ordering::Relaxed);
+            loop {
+                (*chunk).next = old;
+                match remote.compare_exchange_weak(old, chunk, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => return old.is_null(),
+                    Err(now) => old = now,
+                }
+            }
+        }
+    }
+}
+
+/// Pops a chunk off `pool`'s free list, or returns null: the one allocation
+/// fast path, used by the `Arena` and the global allocator alike.
+#[inline(always)]
+pub(crate) fn pop(pool: &mut Pool) -> *mut u8 {
+    let c = pool.free;
+    if c.is_null() {
+        return null_mut();
+    }
+    // SAFETY: free-list members are free chunks of this pool holding the
+    // link to the next member in their first word (`free`'s invariant).
+    pool.free = unsafe { (*c).next };
+    pool.used += 1;
+    c.cast()
+}
+
+/// Pushes chunk `addr` back onto `pool`'s free list: the one free fast path.
+/// False, and nothing changed, when the free is a detected double free (the
+/// chunk is the free list's head, or the pool has no live chunk).
+///
+/// # Safety
+/// `addr` is a chunk start of `pool` below `fresh` (checked with
+/// [`Pool::is_chunk_start`] or its `_in_pages` twin) that the caller hands
+/// back and no longer uses; the caller owns the pool.
+#[inline(always)]
+pub(crate) unsafe fn push(pool: &mut Pool, addr: usize) -> bool {
+    // Derived from the pool's own pointer, so the link write keeps the
+    // mapping's provenance whatever pointer the caller held.
+    let c = pool.start.with_addr(addr).cast::<FreeChunk>();
+    if c == pool.free || pool.used == 0 {
+        return false;
+    }
+    // SAFETY: `c` is a chunk of this pool that nobody uses (contract), so
+    // its first word is ours to write the link into.
+    unsafe { (*c).next = pool.free };
+    pool.free = c;
+    pool.used -= 1;
+    true
 }
 
 #[cfg(test)]
@@ -243,6 +423,24 @@ mod tests {
                 .chain([d * 3, d * 1000, usize::MAX - 7])
             {
                 assert_eq!(div.divides(x), x % d == 0, "d {d} x {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn divisor_matches_modulo_for_every_slab() {
+        for &d in crate::size_class::slabs() {
+            let div = Divisor::new(d);
+            // Chunk starts of a whole pool and their neighbours, plus offsets
+            // off every power of two below the slab.
+            for k in 0..600usize {
+                for x in [k * d, (k * d).wrapping_sub(1), k * d + 1, k * d + d / 2] {
+                    assert_eq!(div.divides(x), x % d == 0, "d {d} x {x}");
+                }
+            }
+            for b in 0..usize::BITS {
+                let x = 1usize << b;
+                assert_eq!(div.divides(x), x.is_multiple_of(d), "d {d} x {x}");
             }
         }
     }

@@ -11,12 +11,15 @@
 //! only touched by that owner: this is the unit the global allocator hands
 //! between threads.
 
+use crate::list::{Adapter, Link};
 use crate::os;
 use crate::pool::Pool;
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE};
 use crate::size_class::PAGE;
-use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
+#[cfg(test)]
+use core::ptr::null_mut;
+use core::ptr::NonNull;
 
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE;
 /// Pool header slots per normal segment (pools are at least a page, usually
@@ -27,24 +30,52 @@ pub(crate) const NO_POOL: u16 = u16::MAX;
 
 #[repr(C)]
 pub(crate) struct Segment {
-    /// Owner tag, as in the segment map.
-    pub tag: usize,
+    /// Owner tag, as in the segment map. Fixed for the segment's life.
+    tag: usize,
     /// The owning core (an `Arena`'s or a thread heap's), checked after the
     /// tag. Null while a global segment is abandoned. Changes only under the
     /// global allocator's abandoned-list lock (to or from null).
-    pub owner: AtomicPtr<()>,
-    /// Bytes mapped for this segment.
-    pub size: usize,
-    pub huge: bool,
-    /// Links in the owner's list of segments.
-    pub next: *mut Segment,
-    pub prev: *mut Segment,
-    /// Pages not used by the header or a pool.
-    pub free_pages: usize,
-    pub live_pools: usize,
+    pub(crate) owner: AtomicPtr<()>,
+    /// Bytes mapped for this segment. Fixed.
+    size: usize,
+    /// One pool in slot 0 spanning several granules, no page map. Fixed.
+    huge: bool,
+    /// Pages not used by the header or a pool (owner only).
+    free_pages: usize,
+    /// Live pool slots (owner only).
+    live_pools: usize,
+    /// Link in the owner's list of segments.
+    pub(crate) owned: Link<Segment>,
+    /// Link in the global list of abandoned segments (under its lock).
+    pub(crate) abandoned: Link<Segment>,
+    /// Page bitmap: bit set = page used by the header or a pool. Invariant:
+    /// `page_map[p] != NO_POOL` iff page `p` is a pool's, and then names a
+    /// live slot whose page range holds `p` (owner only).
     used: [u64; BITMAP_WORDS],
     page_map: [u16; PAGES_PER_SEGMENT],
-    pub pools: [Pool; POOLS_PER_SEGMENT],
+    pools: [Pool; POOLS_PER_SEGMENT],
+}
+
+/// Adapter for a core's list of the segments it owns.
+pub(crate) struct OwnedList;
+// SAFETY: returns the `owned` field, derived from the raw pointer.
+unsafe impl Adapter for OwnedList {
+    type Node = Segment;
+    unsafe fn link(node: *mut Segment) -> *mut Link<Segment> {
+        // SAFETY: `node` is a live segment header (trait contract).
+        unsafe { core::ptr::addr_of_mut!((*node).owned) }
+    }
+}
+
+/// Adapter for the global list of abandoned segments.
+pub(crate) struct AbandonedList;
+// SAFETY: returns the `abandoned` field, derived from the raw pointer.
+unsafe impl Adapter for AbandonedList {
+    type Node = Segment;
+    unsafe fn link(node: *mut Segment) -> *mut Link<Segment> {
+        // SAFETY: `node` is a live segment header (trait contract).
+        unsafe { core::ptr::addr_of_mut!((*node).abandoned) }
+    }
 }
 
 /// Pages the header takes at the start of every segment.
@@ -67,8 +98,8 @@ impl Segment {
             (*s).owner = AtomicPtr::new(owner);
             (*s).size = size;
             (*s).huge = huge;
-            (*s).next = null_mut();
-            (*s).prev = null_mut();
+            (*s).owned = Link::NEW;
+            (*s).abandoned = Link::NEW;
             (*s).free_pages = PAGES_PER_SEGMENT - HEADER_PAGES;
             (*s).live_pools = 0;
             (*s).page_map = [NO_POOL; PAGES_PER_SEGMENT];
@@ -77,7 +108,6 @@ impl Segment {
                 (*s).used[p / 64] |= 1 << (p % 64);
             }
         }
-        crate::stats::segment_mapped(tag, size as isize);
         let entry = base.as_ptr().expose_provenance() | tag | if huge { HUGE_FLAG } else { 0 };
         if !segment_map::insert(base.as_ptr() as usize, size, entry) {
             // SAFETY: the mapping was made above and never published.
@@ -93,8 +123,7 @@ impl Segment {
     /// `seg` is a live segment no one will touch again.
     pub unsafe fn destroy(seg: NonNull<Segment>) {
         // SAFETY: live segment (contract).
-        let (size, tag) = unsafe { ((*seg.as_ptr()).size, (*seg.as_ptr()).tag) };
-        crate::stats::segment_mapped(tag, -(size as isize));
+        let size = unsafe { (*seg.as_ptr()).size };
         segment_map::remove(seg.as_ptr() as usize, size);
         // SAFETY: the whole mapping made by `create`, now unreachable.
         unsafe { os::unmap(seg.cast(), size, SEGMENT_SIZE) };
@@ -112,8 +141,15 @@ impl Segment {
     /// # Safety
     /// `seg` is a live segment; `slot < POOLS_PER_SEGMENT`.
     pub unsafe fn pool_ptr(seg: *mut Segment, slot: usize) -> *mut Pool {
-        // SAFETY: in bounds of the live header (contract).
-        unsafe { core::ptr::addr_of_mut!((*seg).pools[slot]) }
+        debug_assert!(slot < POOLS_PER_SEGMENT);
+        // SAFETY: in bounds of the live header's pool array (contract); no
+        // bounds check, since callers pass slots from the page map or loops
+        // below POOLS_PER_SEGMENT.
+        unsafe {
+            core::ptr::addr_of_mut!((*seg).pools)
+                .cast::<Pool>()
+                .add(slot)
+        }
     }
 
     /// The header of the segment at `base`, as recorded in the segment map.
@@ -147,7 +183,7 @@ impl Segment {
         if self.live_pools == POOLS_PER_SEGMENT {
             return None;
         }
-        self.pools.iter().position(|p| !p.live)
+        self.pools.iter().position(|p| !p.is_live())
     }
 
     /// Claims pages `first..first+n` for the pool in `slot`.
@@ -160,11 +196,18 @@ impl Segment {
         self.live_pools += 1;
     }
 
-    /// Gives the pages of the pool in `slot` back to the segment and the OS.
-    pub fn release_pool(&mut self, slot: usize) {
+    /// Gives the pages of the pool in `slot` back to the segment and the OS
+    /// (decommitted: they read as zero afterwards) and frees the slot.
+    ///
+    /// # Safety
+    /// The pool in `slot` is live, holds no live chunk and no chunk on its
+    /// remote list, is on no list, and nothing uses its memory any more.
+    pub unsafe fn release_pool(&mut self, slot: usize) {
         let pool = &mut self.pools[slot];
-        let (first, n) = (pool.first_page as usize, pool.pages);
-        let start = pool.start;
+        debug_assert!(pool.is_live() && pool.used() == 0 && !pool.has_remote());
+        debug_assert!(!pool.avail.is_linked() && !pool.empty.is_linked());
+        let (first, n) = pool.page_range();
+        let start = pool.start();
         *pool = Pool::EMPTY;
         self.live_pools -= 1;
         if self.huge {
@@ -176,8 +219,30 @@ impl Segment {
         }
         self.free_pages += n;
         // SAFETY: the pool's pages lie inside this live segment and hold no
-        // live chunk (the caller releases only empty pools).
+        // data anyone needs (contract); `start` is page-aligned.
         unsafe { os::decommit(NonNull::new_unchecked(start), n * PAGE) };
+    }
+
+    /// Bytes mapped for this segment.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether this is a huge segment (one pool, no page map).
+    pub fn is_huge(&self) -> bool {
+        self.huge
+    }
+
+    /// Live pool slots.
+    pub fn live_pools(&self) -> usize {
+        self.live_pools
+    }
+
+    /// Takes slot 0 of a fresh huge segment for its one pool.
+    pub fn claim_huge(&mut self) {
+        debug_assert!(self.huge && self.live_pools == 0);
+        self.live_pools = 1;
+        self.free_pages = 0;
     }
 
     /// The owner, as seen by anyone holding a live chunk of this segment.

@@ -25,8 +25,19 @@ pub const MAX_ARENA_SIZE: usize = 1 << 40;
 /// Page size assumed for pools: chunk areas start page-aligned.
 pub(crate) const PAGE: usize = 4096;
 
-/// Requests up to this size use the O(1) lookup table.
-const SMALL_LIMIT: usize = 1024;
+/// Requests up to this size use the O(1) lookup table (and the global
+/// allocator's shortest alloc path).
+pub(crate) const SMALL_MAX: usize = 1024;
+
+/// Requests above this size (and alignments above the page) go from the
+/// global allocator to its fallback backend. 256 KiB: the largest pool size,
+/// so every flist slab has at least one chunk per pool. See the README for
+/// the measurement.
+///
+/// ```
+/// assert_eq!(flistalloc::LARGEST_FLIST_SIZE, 256 << 10);
+/// ```
+pub const LARGEST_FLIST_SIZE: usize = 256 << 10;
 
 const fn step(s: usize) -> usize {
     let fifth = s / 20;
@@ -69,7 +80,7 @@ const fn build_slabs() -> [usize; NUM_SLABS] {
 
 static SLABS: [usize; NUM_SLABS] = build_slabs();
 
-const SMALL_ENTRIES: usize = SMALL_LIMIT / 8 + 1;
+const SMALL_ENTRIES: usize = SMALL_MAX / 8 + 1;
 
 /// `SMALL[(size + 7) / 8]` is the slab index for `size <= 1024`: 129 bytes,
 /// two cache lines. Slab indices below 1 KiB fit a byte.
@@ -126,7 +137,7 @@ pub fn suitable_slab(size: usize) -> usize {
 /// Index of the smallest slab `>= size`. Requires `size <= MAX_ARENA_SIZE`.
 #[inline(always)]
 pub(crate) fn slab_index(size: usize) -> usize {
-    if size <= SMALL_LIMIT {
+    if size <= SMALL_MAX {
         SMALL[(size + 7) >> 3] as usize
     } else {
         slab_index_large(size)

@@ -62,15 +62,14 @@ pub(crate) static POOLS_RETURNED: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static THREADS: AtomicIsize = AtomicIsize::new(0);
 pub(crate) static RESERVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 
-pub(crate) fn segment_mapped(tag: usize, delta: isize) {
-    if tag == crate::segment_map::GLOBAL_TAG {
-        MAPPED.fetch_add(delta, Relaxed);
+/// Counts pool bytes and pools coming (positive) or going (negative), and
+/// segment bytes mapped or unmapped, for the global allocator's cores.
+pub(crate) fn count(pool_bytes: isize, pools: isize, segment_bytes: isize) {
+    if segment_bytes != 0 {
+        MAPPED.fetch_add(segment_bytes, Relaxed);
     }
-}
-
-pub(crate) fn pool_change(tag: usize, bytes: isize, pools: isize) {
-    if tag == crate::segment_map::GLOBAL_TAG {
-        POOL_BYTES.fetch_add(bytes, Relaxed);
+    if pools != 0 {
+        POOL_BYTES.fetch_add(pool_bytes, Relaxed);
         POOLS_IN_USE.fetch_add(pools, Relaxed);
         if pools < 0 {
             POOLS_RETURNED.fetch_add((-pools) as usize, Relaxed);

@@ -71,14 +71,18 @@ impl Arena {
         debug_assert!(old.size() != 0 && new.size() != 0);
         let old_idx = Self::slab_of(old).ok_or(AllocError)?;
         let new_idx = Self::slab_of(new).ok_or(AllocError)?;
-        let core = self.core();
-        if old_idx == new_idx && new.size() >= core.min_size && new.size() <= core.max_size {
-            // Same slab: its chunks are aligned to `new.align()` too, and the
-            // block is a whole chunk of that slab.
-            let len = size_class::slab_size(old_idx);
-            return Ok(NonNull::slice_from_raw_parts(ptr, len));
-        }
-        let (fresh, idx) = core.alloc_layout(new).map_err(|_| AllocError)?;
+        // The core's borrow ends before `self.free` below takes it again.
+        let (fresh, idx) = {
+            let mut core = self.core();
+            if old_idx == new_idx && new.size() >= core.min_size() && new.size() <= core.max_size()
+            {
+                // Same slab: its chunks are aligned to `new.align()` too, and
+                // the block is a whole chunk of that slab.
+                let len = size_class::slab_size(old_idx);
+                return Ok(NonNull::slice_from_raw_parts(ptr, len));
+            }
+            core.alloc_layout(new).map_err(|_| AllocError)?
+        };
         // SAFETY: `ptr` is a live chunk holding at least `old.size()` bytes
         // (`old` fits it) and `fresh` a chunk just taken holding at least
         // `new.size()`, so both are valid for the smaller of the two; they

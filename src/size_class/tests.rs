@@ -94,7 +94,7 @@ fn sampled_sizes_up_to_one_tib() {
 
 #[test]
 fn small_table_matches_search() {
-    for size in 0..=SMALL_LIMIT {
+    for size in 0..=SMALL_MAX {
         assert_eq!(slab_index(size), slab_index_large(size.max(1)));
     }
 }

@@ -1,0 +1,990 @@
+//! The single-threaded flist core: [`Core<P>`] owns segments (see
+//! `segment.rs`), hands out chunks from per-slab lists of pools with room,
+//! and takes them back after checking, through the segment map, that the
+//! pointer is one of its own.
+//!
+//! What the core cannot know it asks its [`Policy`], resolved at compile time
+//! (after talc's `Source` trait and rlsf's `FlexSource`): how many more bytes
+//! it may map, what becomes of a pool that empties, where to look when a slab
+//! runs dry, what to give back before it fails, and how to count. The
+//! explicit [`Arena`](crate::Arena) is the core with the arena policy (its
+//! capacity, empty pools kept until released); a thread heap of the global
+//! allocator is the core with the thread-heap policy (`global/heap.rs`). The
+//! core never names the global allocator.
+
+use crate::error::Error;
+use crate::list::List;
+use crate::os;
+use crate::pool::{self, AvailList, Pool};
+use crate::segment::{
+    OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
+};
+use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
+use crate::size_class::{self, MAX_ARENA_SIZE, PAGE};
+use crate::stats::{Info, SlabUse};
+use crate::sync::Ordering;
+use core::alloc::Layout;
+use core::ptr::{null_mut, NonNull};
+
+/// What a [`Core`] asks of its owner. Every method has a default that suits
+/// a core with no one else to ask; the implementations are `ArenaPolicy`
+/// (`arena.rs`) and `HeapPolicy` (`global/heap.rs`).
+pub(crate) trait Policy: Sized {
+    /// Whether the core must tell the policy when a pool empties (calls
+    /// [`pool_emptied`](Policy::pool_emptied)). A constant, so a policy
+    /// that keeps empty pools where they are pays no test on the free path.
+    const TRACKS_EMPTY: bool;
+
+    /// The segment-map tag of this core's segments.
+    fn tag(&self) -> usize;
+
+    /// Bytes of new pools the core may still map, when it holds `heap`.
+    fn room(&self, heap: usize) -> usize;
+
+    /// Claims `bytes` (at most what [`room`](Policy::room) said) for a new
+    /// pool; false when they are no longer there (another thread took them).
+    fn claim(&self, bytes: usize) -> bool {
+        let _ = bytes;
+        true
+    }
+
+    /// Takes back bytes of a pool that was released, or that failed to map.
+    fn unclaim(&self, bytes: usize) {
+        let _ = bytes;
+    }
+
+    /// Counts pool bytes and pools coming (positive) and going (negative),
+    /// and segment bytes mapped and unmapped.
+    fn count(&self, pool_bytes: isize, pools: isize, segment_bytes: isize) {
+        let _ = (pool_bytes, pools, segment_bytes);
+    }
+
+    /// A local free left `pool` with no live chunk (only if `TRACKS_EMPTY`,
+    /// and only while the pool is not on the policy's queue of empty pools,
+    /// its `empty` link: a pool that empties again and again while queued
+    /// costs the free path one test, not a call).
+    ///
+    /// # Safety
+    /// `pool` is a live pool of `core`, on its slab's list of pools with
+    /// room; the caller does not touch it afterwards (the policy may release
+    /// it).
+    unsafe fn pool_emptied(core: &mut Core<Self>, pool: *mut Pool) {
+        let _ = (core, pool);
+    }
+
+    /// Called just before `core` releases `pool` (empty, live): take it off
+    /// any list of the policy's own.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of `core`.
+    unsafe fn pool_released(core: &mut Core<Self>, pool: *mut Pool) {
+        let _ = (core, pool);
+    }
+
+    /// A slab ran out of pools with room: find chunks elsewhere (other
+    /// threads' frees, abandoned segments). True when the core should look
+    /// at its lists again.
+    fn refill(core: &mut Core<Self>) -> bool {
+        let _ = core;
+        false
+    }
+
+    /// A new pool did not fit: give back memory held for reuse. True when
+    /// something was given back (the core then tries once more).
+    fn reclaim(core: &mut Core<Self>) -> bool {
+        let _ = core;
+        false
+    }
+}
+
+/// Per-slab state.
+#[repr(C)]
+pub(crate) struct SlabState {
+    /// Pools of this slab with room, the one chunks come from first at the
+    /// head. Invariant: every pool with a free or fresh chunk is on it (a
+    /// pool may stay on it after it fills; it is dropped when found full).
+    avail: List<AvailList>,
+    /// Pools this slab holds (for the doubling rule of `pool::pool_bytes`).
+    pools: u32,
+}
+
+/// The single-threaded heap core. Lives at the start of its own OS mapping,
+/// followed by its slab table, so its address is stable (segments point
+/// back to it as their owner).
+#[repr(C)]
+pub(crate) struct Core<P: Policy> {
+    /// `hi - lo + 1` slab states, right after the core in its mapping.
+    slabs: *mut SlabState,
+    /// Slab indices `lo..=hi` have a `SlabState`: every slab a request in
+    /// `min_size..=max_size` (any alignment up to the page) can map to.
+    lo: usize,
+    hi: usize,
+    min_size: usize,
+    max_size: usize,
+    /// Bytes of the live pools (the seed's `Info.heap`). Invariant: the sum
+    /// of `bytes()` over the live pools of the segments on `segments`.
+    heap: usize,
+    /// The segments this core owns; each has `owner == self`.
+    segments: List<OwnedList>,
+    /// Base of a normal segment on `segments`, freed into last (confirmed
+    /// ours through the segment map then), or [`NO_HOT_SEGMENT`]; reset
+    /// whenever the segment leaves `segments`. Lets a free skip the map.
+    hot_seg: usize,
+    /// Bytes of this core's own mapping (core + slab table).
+    mapping_bytes: usize,
+    /// The owner's answers and state.
+    pub(crate) policy: P,
+}
+
+/// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
+pub(crate) const NO_HOT_SEGMENT: usize = usize::MAX;
+
+impl<P: Policy> Core<P> {
+    /// Maps a new core serving requested sizes `min..=max`.
+    ///
+    /// # Errors
+    /// `InvalidChunkRange` when `min > max` or `max` is above 1 TiB;
+    /// `OutOfMemory` when the OS refuses the core's own pages.
+    pub fn create(min: usize, max: usize, policy: P) -> Result<NonNull<Core<P>>, Error> {
+        if min > max || max > MAX_ARENA_SIZE {
+            return Err(Error::InvalidChunkRange { min, max });
+        }
+        let lo = size_class::slab_index(min);
+        // Aligned layouts of size <= max may round up to a page multiple.
+        let hi = size_class::slab_index(pool::round_pages(max.max(1)).min(MAX_ARENA_SIZE));
+        let table = (hi - lo + 1) * core::mem::size_of::<SlabState>();
+        let bytes = pool::round_pages(core::mem::size_of::<Core<P>>() + table);
+        let map = os::map_aligned(bytes, PAGE).ok_or(Error::OutOfMemory { bytes })?;
+        let core = map.cast::<Core<P>>();
+        // SAFETY: a fresh zeroed mapping of `bytes`, page-aligned: room for
+        // the core followed by the slab table (an all-zero SlabState is an
+        // empty list and no pools).
+        unsafe {
+            core.as_ptr().write(Core {
+                slabs: map.as_ptr().add(core::mem::size_of::<Core<P>>()).cast(),
+                lo,
+                hi,
+                min_size: min,
+                max_size: max,
+                heap: 0,
+                segments: List::NEW,
+                hot_seg: NO_HOT_SEGMENT,
+                mapping_bytes: bytes,
+                policy,
+            });
+        }
+        Ok(core)
+    }
+
+    /// Returns every segment and the core's own mapping.
+    ///
+    /// # Safety
+    /// `core` came from `create`; nothing it handed out is used afterwards.
+    pub unsafe fn destroy(core: NonNull<Core<P>>) {
+        // SAFETY: a live core (contract) whose segments are ours and
+        // unreachable once it is gone.
+        unsafe {
+            let c = &mut *core.as_ptr();
+            loop {
+                let seg = c.segments.pop_front();
+                if seg.is_null() {
+                    break;
+                }
+                c.policy.count(0, 0, -((*seg).size() as isize));
+                Segment::destroy(NonNull::new_unchecked(seg));
+            }
+            let bytes = c.mapping_bytes;
+            core::ptr::drop_in_place(core.as_ptr());
+            os::unmap(core.cast(), bytes, PAGE);
+        }
+    }
+
+    /// Smallest requested size served.
+    pub fn min_size(&self) -> usize {
+        self.min_size
+    }
+
+    /// Largest requested size served.
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// The state of slab `idx`.
+    ///
+    /// # Safety
+    /// `lo <= idx <= hi`.
+    #[inline(always)]
+    unsafe fn slab(&self, idx: usize) -> *mut SlabState {
+        debug_assert!(idx >= self.lo && idx <= self.hi);
+        // SAFETY: the table has `hi - lo + 1` entries (contract on idx).
+        unsafe { self.slabs.add(idx - self.lo) }
+    }
+
+    #[inline(always)]
+    fn check_size(&self, size: usize) -> Result<(), Error> {
+        if size < self.min_size || size > self.max_size {
+            return Err(Error::SizeOutOfRange {
+                size,
+                min: self.min_size,
+                max: self.max_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocates a chunk for `size` bytes, aligned to 8.
+    #[inline(always)]
+    pub fn alloc(&mut self, size: usize) -> Result<NonNull<u8>, Error> {
+        self.check_size(size)?;
+        // SAFETY: sizes in min..=max map to slabs in lo..=hi.
+        unsafe { self.alloc_index(size_class::slab_index(size)) }.map(|(p, _)| p)
+    }
+
+    /// Allocates a chunk for `layout`; returns it with its slab index.
+    #[inline(always)]
+    pub fn alloc_layout(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), Error> {
+        self.check_size(layout.size())?;
+        let idx = size_class::slab_index_aligned(layout.size(), layout.align()).ok_or(
+            Error::UnsupportedAlignment {
+                align: layout.align(),
+            },
+        )?;
+        // SAFETY: a size in min..=max with an alignment up to the page maps
+        // to a slab of at most the page-rounded max, in lo..=hi.
+        Ok((unsafe { self.alloc_index(idx) }?.0, idx))
+    }
+
+    /// Pops a chunk of slab `idx` off the head pool's free list, or returns
+    /// null (the caller then takes [`alloc_index`](Core::alloc_index)): the
+    /// allocation fast path of the `Arena` and the global allocator.
+    ///
+    /// # Safety
+    /// `lo <= idx <= hi`.
+    #[inline(always)]
+    pub unsafe fn pop_fast(&mut self, idx: usize) -> *mut u8 {
+        // SAFETY: idx is in range (contract); pools on an avail list are
+        // live pools of this core.
+        unsafe {
+            let pool = (*self.slab(idx)).avail.head();
+            if pool.is_null() {
+                return null_mut();
+            }
+            pool::pop(&mut *pool)
+        }
+    }
+
+    /// Allocates a chunk of slab `idx`; the flag says whether it is fresh
+    /// memory, still zero (never handed out since its pages were mapped or
+    /// decommitted).
+    ///
+    /// # Safety
+    /// `lo <= idx <= hi`.
+    #[inline(always)]
+    pub unsafe fn alloc_index(&mut self, idx: usize) -> Result<(NonNull<u8>, bool), Error> {
+        // SAFETY: contract.
+        let c = unsafe { self.pop_fast(idx) };
+        match NonNull::new(c) {
+            Some(c) => Ok((c, false)),
+            // SAFETY: contract.
+            None => unsafe { self.alloc_slow(idx) },
+        }
+    }
+
+    /// # Safety
+    /// `lo <= idx <= hi`.
+    #[inline(never)]
+    unsafe fn alloc_slow(&mut self, idx: usize) -> Result<(NonNull<u8>, bool), Error> {
+        let mut refilled = false;
+        // SAFETY: idx is in range (contract); pools on the avail list are
+        // live pools of this core.
+        unsafe {
+            let st = self.slab(idx);
+            loop {
+                let pool = (*st).avail.head();
+                if pool.is_null() {
+                    // Ask the policy once for chunks from elsewhere.
+                    if !refilled {
+                        refilled = true;
+                        if P::refill(self) {
+                            continue;
+                        }
+                    }
+                    break;
+                }
+                if let Some(c) = (*pool).take() {
+                    return Ok(c);
+                }
+                if (*pool).collect_remote() > 0 {
+                    continue;
+                }
+                (*st).avail.remove(pool);
+            }
+            let p = self.new_pool(idx)?;
+            (*st).avail.push_front(p);
+            // A new pool has at least one chunk (pool_bytes never returns a
+            // size below one chunk).
+            Ok((*p).take().unwrap_or_else(|| unreachable!()))
+        }
+    }
+
+    /// A new pool for slab `idx`, asking the policy to reclaim memory once
+    /// if it does not fit.
+    fn new_pool(&mut self, idx: usize) -> Result<*mut Pool, Error> {
+        let first = self.new_pool_once(idx);
+        if first.is_err() && P::reclaim(self) {
+            return self.new_pool_once(idx);
+        }
+        first
+    }
+
+    fn new_pool_once(&mut self, idx: usize) -> Result<*mut Pool, Error> {
+        let chunk = size_class::slab_size(idx);
+        // SAFETY: idx is in range (the callers' contract).
+        let held = unsafe { (*self.slab(idx)).pools };
+        let bytes = pool::pool_bytes(chunk, held, self.policy.room(self.heap));
+        if bytes == 0 || !self.policy.claim(bytes) {
+            return Err(Error::OutOfCapacity {
+                needed: pool::round_pages(chunk),
+                heap: self.heap,
+                capacity: self.heap + self.policy.room(self.heap),
+            });
+        }
+        match self.map_pool(idx, chunk, bytes) {
+            Ok(p) => {
+                // SAFETY: idx is in range.
+                unsafe { (*self.slab(idx)).pools += 1 };
+                self.heap += bytes;
+                self.policy.count(bytes as isize, 1, 0);
+                Ok(p)
+            }
+            Err(e) => {
+                self.policy.unclaim(bytes);
+                Err(e)
+            }
+        }
+    }
+
+    fn map_pool(&mut self, idx: usize, chunk: usize, bytes: usize) -> Result<*mut Pool, Error> {
+        if bytes > MAX_NORMAL_POOL {
+            let size = (HEADER_BYTES + bytes).div_ceil(SEGMENT_SIZE) * SEGMENT_SIZE;
+            let s = self.new_segment(size, true)?;
+            // SAFETY: a fresh huge segment, ours alone; slot 0 exists and
+            // its pages follow the header.
+            unsafe {
+                (*s).claim_huge();
+                let p = Segment::pool_ptr(s, 0);
+                (*p).init(
+                    Segment::base(s).add(HEADER_BYTES),
+                    bytes,
+                    chunk,
+                    idx,
+                    HEADER_PAGES as u32,
+                );
+                Ok(p)
+            }
+        } else {
+            let pages = bytes / PAGE;
+            let (seg, slot, first) = self.place(pages)?;
+            // SAFETY: `seg` is a live segment of ours with `slot` free and
+            // pages `first..first+pages` free (checked by `place`).
+            unsafe {
+                (*seg).claim(slot, first, pages);
+                let p = Segment::pool_ptr(seg, slot);
+                (*p).init(
+                    Segment::base(seg).add(first * PAGE),
+                    bytes,
+                    chunk,
+                    idx,
+                    first as u32,
+                );
+                Ok(p)
+            }
+        }
+    }
+
+    /// Maps a segment of `size` bytes owned by this core and lists it.
+    fn new_segment(&mut self, size: usize, huge: bool) -> Result<*mut Segment, Error> {
+        let owner = (self as *mut Core<P>).cast::<()>();
+        let seg = Segment::create(size, huge, self.policy.tag(), owner)
+            .ok_or(Error::OutOfMemory { bytes: size })?;
+        self.policy.count(0, 0, size as isize);
+        // SAFETY: a fresh segment, ours alone, on no list.
+        unsafe { self.segments.push_front(seg.as_ptr()) };
+        Ok(seg.as_ptr())
+    }
+
+    /// A segment with a free slot and `pages` free pages in a row: an
+    /// existing one, or a new one.
+    fn place(&mut self, pages: usize) -> Result<(*mut Segment, usize, usize), Error> {
+        let mut seg = self.segments.head();
+        // SAFETY: the segment list holds live segments of ours.
+        unsafe {
+            while !seg.is_null() {
+                let s = &*seg;
+                if !s.is_huge() {
+                    if let (Some(slot), Some(first)) = (s.free_slot(), s.find_pages(pages)) {
+                        return Ok((seg, slot, first));
+                    }
+                }
+                seg = List::<OwnedList>::next(seg);
+            }
+        }
+        let seg = self.new_segment(SEGMENT_SIZE, false)?;
+        Ok((seg, 0, HEADER_PAGES))
+    }
+
+    /// Takes `seg` off this core's list and unmaps it.
+    ///
+    /// # Safety
+    /// `seg` is on this core's list and has no live pool.
+    unsafe fn drop_segment(&mut self, seg: *mut Segment) {
+        if seg as usize == self.hot_seg {
+            self.hot_seg = NO_HOT_SEGMENT;
+        }
+        // SAFETY: contract: ours, listed, and empty, so no one else uses it.
+        unsafe {
+            debug_assert_eq!((*seg).live_pools(), 0);
+            self.segments.remove(seg);
+            self.policy.count(0, 0, -((*seg).size() as isize));
+            Segment::destroy(NonNull::new_unchecked(seg));
+        }
+    }
+
+    /// Finds the pool of a chunk this core handed out; the flag says the
+    /// segment is a normal one confirmed through the segment map (so it may
+    /// become the hot segment).
+    #[inline(always)]
+    fn pool_of(&self, addr: usize) -> Result<(*mut Pool, bool), Error> {
+        let base = addr & !(SEGMENT_SIZE - 1);
+        if base == self.hot_seg {
+            // SAFETY: the hot segment is a live normal segment of ours, so
+            // its page map and pools are ours to read.
+            return unsafe { pool_in_normal(Segment::from_addr(base), addr) }
+                .map(|p| (p, false))
+                .ok_or(Error::ForeignPointer { addr });
+        }
+        let entry = segment_map::lookup(addr);
+        // One predicted branch for the common case (our tag, normal
+        // segment), so the header address does not wait on the map load.
+        if entry & (TAG_MASK | HUGE_FLAG) != self.policy.tag() {
+            return self.pool_of_cold(entry, addr).map(|p| (p, false));
+        }
+        // SAFETY: the segment map says a live normal segment with our tag
+        // covers `addr`.
+        unsafe { self.pool_in_segment(Segment::from_addr(base), entry, addr) }.map(|p| (p, true))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pool_of_cold(&self, entry: usize, addr: usize) -> Result<*mut Pool, Error> {
+        if entry & TAG_MASK != self.policy.tag() {
+            return Err(Error::ForeignPointer { addr });
+        }
+        // SAFETY: a live huge segment with our tag covers `addr`.
+        unsafe { self.pool_in_segment(segment_of(entry, addr), entry, addr) }
+    }
+
+    /// # Safety
+    /// `seg` is the live segment that `entry` describes, carrying our tag.
+    #[inline(always)]
+    unsafe fn pool_in_segment(
+        &self,
+        seg: *mut Segment,
+        entry: usize,
+        addr: usize,
+    ) -> Result<*mut Pool, Error> {
+        // SAFETY: the header of a live segment can be read (contract); once
+        // the owner check passes, the segment is ours and so are its pools.
+        unsafe {
+            if (*seg).owner.load(Ordering::Relaxed) != (self as *const Core<P>).cast_mut().cast() {
+                return Err(Error::ForeignPointer { addr });
+            }
+            pool_of_chunk(seg, entry, addr).ok_or(Error::ForeignPointer { addr })
+        }
+    }
+
+    /// Takes back a chunk: the free of the `Arena`, with every check.
+    ///
+    /// # Safety
+    /// If `ptr` is a chunk of this core, it is not used any more.
+    #[inline(always)]
+    pub unsafe fn free(&mut self, ptr: *mut u8) -> Result<(), Error> {
+        if ptr.is_null() {
+            return Err(Error::NullPointer);
+        }
+        let addr = ptr as usize;
+        let (pool, normal) = self.pool_of(addr)?;
+        // SAFETY: a live pool of ours and one of its chunk starts (pool_of),
+        // which the caller hands back.
+        unsafe { self.free_in_pool(pool, addr)? };
+        if normal {
+            self.hot_seg = addr & !(SEGMENT_SIZE - 1);
+        }
+        Ok(())
+    }
+
+    /// The free fast path of the global allocator: frees `addr` if it lies
+    /// in the hot segment and is a chunk start there. False leaves
+    /// everything unchanged and sends the caller to its full path (which
+    /// reports misuse).
+    ///
+    /// # Safety
+    /// If `addr` is a chunk of this core, it is not used any more.
+    #[inline(always)]
+    pub unsafe fn free_hot(&mut self, addr: usize) -> bool {
+        let base = addr & !(SEGMENT_SIZE - 1);
+        if base != self.hot_seg {
+            return false;
+        }
+        // SAFETY: the hot segment is a live normal segment of ours, so its
+        // page map and pools are ours; a chunk start found there is handed
+        // back by the caller.
+        unsafe {
+            match pool_in_normal(Segment::from_addr(base), addr) {
+                Some(pool) => self.free_in_pool(pool, addr).is_ok(),
+                None => false,
+            }
+        }
+    }
+
+    /// Marks the normal segment holding `addr` as the hot one.
+    ///
+    /// # Safety
+    /// `addr` lies in a live normal segment on this core's list.
+    #[inline(always)]
+    pub unsafe fn set_hot(&mut self, addr: usize) {
+        self.hot_seg = addr & !(SEGMENT_SIZE - 1);
+    }
+
+    /// Puts chunk `addr` back on its pool's free list; `DoubleFree` (and
+    /// nothing changed) when the cheap check catches one.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core; `addr` is a chunk start it
+    /// carved, which the caller no longer uses.
+    #[inline(always)]
+    pub unsafe fn free_in_pool(&mut self, pool: *mut Pool, addr: usize) -> Result<(), Error> {
+        // SAFETY: contract.
+        unsafe {
+            let p = &mut *pool;
+            if !pool::push(p, addr) {
+                return Err(Error::DoubleFree { addr });
+            }
+            if !p.avail.is_linked() || (P::TRACKS_EMPTY && p.used() == 0 && !p.empty.is_linked()) {
+                self.free_fixup(pool);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rare half of a free: relink a pool that was full, tell the
+    /// policy of a pool that emptied.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_fixup(&mut self, pool: *mut Pool) {
+        // SAFETY: contract; its slab is in range since it was allocated here.
+        unsafe {
+            if !(*pool).avail.is_linked() {
+                (*self.slab((*pool).slab())).avail.push_front(pool);
+            }
+            if P::TRACKS_EMPTY && (*pool).used() == 0 && !(*pool).empty.is_linked() {
+                P::pool_emptied(self, pool);
+            }
+        }
+    }
+
+    /// Puts a pool back on its slab's list of pools with room, if it has
+    /// room and is not there.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core.
+    pub unsafe fn relink(&mut self, pool: *mut Pool) {
+        // SAFETY: contract.
+        unsafe {
+            if !(*pool).avail.is_linked() && (*pool).has_room() {
+                (*self.slab((*pool).slab())).avail.push_front(pool);
+            }
+        }
+    }
+
+    /// Collects every pool's remote frees, relinks pools that gained room,
+    /// and tells the policy of pools left empty (after the walk, when
+    /// releasing is safe). True when any chunk was collected.
+    pub fn collect_remote_frees(&mut self) -> bool {
+        let mut found = false;
+        let mut emptied = [null_mut::<Pool>(); 64];
+        let mut n_empty = 0;
+        let mut seg = self.segments.head();
+        while !seg.is_null() {
+            // SAFETY: live segments and pools of ours; nothing is released
+            // during the walk.
+            unsafe {
+                for slot in 0..POOLS_PER_SEGMENT {
+                    let p = Segment::pool_ptr(seg, slot);
+                    if (*p).is_live() && (*p).has_remote() && (*p).collect_remote() > 0 {
+                        found = true;
+                        self.relink(p);
+                        // Only pools not queued by the policy yet: a
+                        // queued one may be released while we go on.
+                        if (*p).used() == 0 && !(*p).empty.is_linked() && n_empty < emptied.len() {
+                            emptied[n_empty] = p;
+                            n_empty += 1;
+                        }
+                    }
+                }
+                seg = List::<OwnedList>::next(seg);
+            }
+        }
+        if P::TRACKS_EMPTY {
+            for &p in &emptied[..n_empty] {
+                // SAFETY: listed live pools of ours; the policy may release
+                // pools, so each is checked again before it is handed over.
+                unsafe {
+                    if (*p).is_live() && (*p).used() == 0 && !(*p).empty.is_linked() {
+                        P::pool_emptied(self, p);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The slab size of a chunk this core handed out.
+    pub fn chunk_size(&self, ptr: *const u8) -> Result<usize, Error> {
+        let (pool, _) = self.pool_of(ptr as usize)?;
+        // SAFETY: pool_of returns live pools of ours.
+        Ok(unsafe { (*pool).chunk_size() })
+    }
+
+    /// The live pool slots of this core's segments.
+    pub fn pools(&self) -> impl Iterator<Item = *mut Pool> + '_ {
+        let mut seg = self.segments.head();
+        core::iter::from_fn(move || {
+            if seg.is_null() {
+                return None;
+            }
+            let s = seg;
+            // SAFETY: the segment list holds live segments of ours.
+            seg = unsafe { List::<OwnedList>::next(s) };
+            Some(
+                // SAFETY: slots below POOLS_PER_SEGMENT of a live segment.
+                (0..POOLS_PER_SEGMENT).map(move |slot| unsafe { Segment::pool_ptr(s, slot) }),
+            )
+        })
+        .flatten()
+        // SAFETY: pool headers of live segments can be read.
+        .filter(|&p| unsafe { (*p).is_live() })
+    }
+
+    /// Capacity, heap, allocated and overhead figures; `capacity` is the
+    /// owner's.
+    pub fn info(&self, capacity: usize) -> Info {
+        Info {
+            capacity,
+            heap: self.heap,
+            allocated: self
+                .pools()
+                // SAFETY: pools() yields live pools of ours.
+                .map(|p| unsafe { (*p).used() as usize * (*p).chunk_size() })
+                .sum(),
+            overhead: self.segments.len() * HEADER_BYTES + self.mapping_bytes,
+        }
+    }
+
+    /// Per slab: chunks in use and held; only slabs that hold pools, by
+    /// increasing size.
+    pub fn utilization(&self) -> Vec<SlabUse> {
+        let mut out: Vec<SlabUse> = Vec::new();
+        for p in self.pools() {
+            // SAFETY: pools() yields live pools of ours.
+            let p = unsafe { &*p };
+            let slab = p.chunk_size();
+            let i = match out.binary_search_by_key(&slab, |u| u.slab) {
+                Ok(i) => i,
+                Err(i) => {
+                    out.insert(
+                        i,
+                        SlabUse {
+                            slab,
+                            in_use: 0,
+                            held: 0,
+                            ratio: 0.0,
+                        },
+                    );
+                    i
+                }
+            };
+            out[i].in_use += p.used() as usize;
+            out[i].held += p.capacity() as usize;
+        }
+        for u in &mut out {
+            u.ratio = u.in_use as f64 / u.held as f64;
+        }
+        out
+    }
+
+    /// Collects remote frees, then returns every empty pool (and segments
+    /// left empty) to the OS; returns the drop in `heap`.
+    pub fn trim(&mut self) -> usize {
+        let before = self.heap;
+        let mut seg = self.segments.head();
+        while !seg.is_null() {
+            // SAFETY: live segments of ours; `next` is read before the
+            // segment may be unmapped; only empty pools are released.
+            unsafe {
+                let next = List::<OwnedList>::next(seg);
+                for slot in 0..POOLS_PER_SEGMENT {
+                    let p = Segment::pool_ptr(seg, slot);
+                    if (*p).is_live() {
+                        (*p).collect_remote();
+                        if (*p).used() == 0 {
+                            self.release_pool(seg, slot);
+                        }
+                    }
+                }
+                if (*seg).live_pools() == 0 {
+                    self.drop_segment(seg);
+                }
+                seg = next;
+            }
+        }
+        self.invariant();
+        before - self.heap
+    }
+
+    /// Returns the empty pool in `slot` of `seg` to the OS (the segment
+    /// stays, even if now empty).
+    ///
+    /// # Safety
+    /// `seg` is a live segment of ours; its pool in `slot` is live, holds no
+    /// live chunk and nothing on its remote list.
+    pub unsafe fn release_pool(&mut self, seg: *mut Segment, slot: usize) {
+        // SAFETY: contract; the policy unlinks the pool from its own lists
+        // first, so the segment may decommit it.
+        unsafe {
+            let p = Segment::pool_ptr(seg, slot);
+            P::pool_released(self, p);
+            let st = self.slab((*p).slab());
+            if (*p).avail.is_linked() {
+                (*st).avail.remove(p);
+            }
+            (*st).pools -= 1;
+            let bytes = (*p).bytes();
+            self.heap -= bytes;
+            self.policy.count(-(bytes as isize), -1, 0);
+            self.policy.unclaim(bytes);
+            (*seg).release_pool(slot);
+        }
+    }
+
+    /// Releases an empty pool, and its segment if that is now empty.
+    ///
+    /// # Safety
+    /// As [`release_pool`](Core::release_pool), for the pool `p`.
+    pub unsafe fn release_pool_and_segment(&mut self, p: *mut Pool) {
+        // SAFETY: contract. A pool's chunks start inside its segment's
+        // first granule for normal segments, and right after the header of
+        // a huge one, so masking the start finds the header.
+        unsafe {
+            let seg = Segment::from_addr((*p).start() as usize & !(SEGMENT_SIZE - 1));
+            let slot = (p as usize - Segment::pool_ptr(seg, 0) as usize) / size_of::<Pool>();
+            self.release_pool(seg, slot);
+            if (*seg).live_pools() == 0 {
+                self.drop_segment(seg);
+            }
+        }
+    }
+
+    /// Takes a segment whose owner was just set to this core: collects what
+    /// other threads freed into it and lists its pools; tells the policy of
+    /// each pool left empty (after the walk, when releasing is safe).
+    /// Returns its number of live pools.
+    ///
+    /// # Safety
+    /// `seg` is a live segment of this core's tag whose owner was set to
+    /// this core, on no owner's list, with its pools on no list.
+    pub unsafe fn adopt_segment(&mut self, seg: *mut Segment) -> usize {
+        // SAFETY: the segment is now ours alone (contract).
+        unsafe {
+            self.segments.push_front(seg);
+            let mut pools = 0;
+            let mut emptied = [null_mut::<Pool>(); POOLS_PER_SEGMENT];
+            let mut n_empty = 0;
+            for slot in 0..POOLS_PER_SEGMENT {
+                let p = Segment::pool_ptr(seg, slot);
+                if !(*p).is_live() {
+                    continue;
+                }
+                pools += 1;
+                (*p).collect_remote();
+                (*self.slab((*p).slab())).pools += 1;
+                self.heap += (*p).bytes();
+                self.relink(p);
+                if (*p).used() == 0 && !(*p).empty.is_linked() {
+                    emptied[n_empty] = p;
+                    n_empty += 1;
+                }
+            }
+            // Tell the policy after the walk: it may release pools.
+            if P::TRACKS_EMPTY {
+                for &p in &emptied[..n_empty] {
+                    if (*p).used() == 0 && (*p).is_live() && !(*p).empty.is_linked() {
+                        P::pool_emptied(self, p);
+                    }
+                }
+            }
+            pools
+        }
+    }
+
+    /// Gives up every segment: collects remote frees, returns empty pools
+    /// and empty segments to the OS, and hands each segment that still has
+    /// live chunks to `keep` (with its number of live pools), unlinked from
+    /// every list of this core. The core is left empty, ready for reuse.
+    ///
+    /// # Safety
+    /// The policy holds no pool of this core on a list of its own.
+    pub unsafe fn abandon_segments(&mut self, mut keep: impl FnMut(*mut Segment, usize)) {
+        self.hot_seg = NO_HOT_SEGMENT;
+        // Empty every slab's list first: those lists link pools across
+        // segments, so unlinking later would write into segments already
+        // handed to `keep`.
+        for i in 0..=(self.hi - self.lo) {
+            // SAFETY: the table has hi - lo + 1 entries; the pools on each
+            // list are live pools of ours.
+            unsafe {
+                let st = self.slabs.add(i);
+                while !(*st).avail.pop_front().is_null() {}
+                (*st).pools = 0;
+            }
+        }
+        let mut segments = self.segments.take();
+        loop {
+            // SAFETY: live segments of ours, now off our list.
+            unsafe {
+                let seg = segments.pop_front();
+                if seg.is_null() {
+                    break;
+                }
+                for slot in 0..POOLS_PER_SEGMENT {
+                    let p = Segment::pool_ptr(seg, slot);
+                    if (*p).is_live() {
+                        (*p).collect_remote();
+                        let bytes = (*p).bytes();
+                        self.heap -= bytes;
+                        if (*p).used() == 0 {
+                            self.policy.count(-(bytes as isize), -1, 0);
+                            self.policy.unclaim(bytes);
+                            (*seg).release_pool(slot);
+                        }
+                    }
+                }
+                if (*seg).live_pools() == 0 {
+                    self.policy.count(0, 0, -((*seg).size() as isize));
+                    Segment::destroy(NonNull::new_unchecked(seg));
+                } else {
+                    keep(seg, (*seg).live_pools());
+                }
+            }
+        }
+        debug_assert_eq!(self.heap, 0);
+        self.heap = 0;
+    }
+
+    /// Checks the lists' invariants (debug builds; a no-op in release).
+    pub fn invariant(&self) {
+        #[cfg(debug_assertions)]
+        // SAFETY: every list holds live nodes of ours.
+        unsafe {
+            self.segments.invariant();
+            for i in 0..=(self.hi - self.lo) {
+                (*self.slabs.add(i)).avail.invariant();
+            }
+        }
+    }
+}
+
+/// The header of the segment covering `addr`, given its segment-map entry.
+#[inline(always)]
+pub(crate) fn segment_of(entry: usize, addr: usize) -> *mut Segment {
+    let base = if entry & HUGE_FLAG == 0 {
+        addr & !(SEGMENT_SIZE - 1)
+    } else {
+        entry & !(SEGMENT_SIZE - 1)
+    };
+    Segment::from_addr(base)
+}
+
+/// The pool of a normal segment whose pages hold `addr`, if `addr` is a
+/// chunk start it carved.
+///
+/// # Safety
+/// `seg` is a live normal segment whose page map is stable for `addr`: the
+/// caller owns the segment.
+#[inline(always)]
+pub(crate) unsafe fn pool_in_normal(seg: *mut Segment, addr: usize) -> Option<*mut Pool> {
+    // SAFETY: contract; the page map names live slots only.
+    unsafe {
+        let slot = (*seg).pool_at((addr - seg as usize) / PAGE);
+        if slot == NO_POOL {
+            return None;
+        }
+        let pool = Segment::pool_ptr(seg, slot as usize);
+        (*pool).is_chunk_start_in_pages(addr).then_some(pool)
+    }
+}
+
+/// The pool of the segment `entry` describes that holds chunk start `addr`,
+/// or `None` when `addr` is not one.
+///
+/// # Safety
+/// `seg` is the live segment that `entry` (its map entry) describes, and the
+/// caller owns it.
+#[inline(always)]
+pub(crate) unsafe fn pool_of_chunk(
+    seg: *mut Segment,
+    entry: usize,
+    addr: usize,
+) -> Option<*mut Pool> {
+    // SAFETY: contract.
+    unsafe {
+        if entry & HUGE_FLAG == 0 {
+            pool_in_normal(seg, addr)
+        } else {
+            let pool = Segment::pool_ptr(seg, 0);
+            (*pool).is_chunk_start(addr).then_some(pool)
+        }
+    }
+}
+
+/// The pool whose pages hold `addr` for a thread that does not own the
+/// segment but holds a live chunk at `addr` (so the page map entry and the
+/// pool's fixed fields are stable), if `addr` is a chunk start.
+///
+/// # Safety
+/// `seg` is the live segment that `entry` describes; if `addr` is a chunk of
+/// it, the caller holds that chunk live.
+#[inline(always)]
+pub(crate) unsafe fn pool_of_chunk_remote(
+    seg: *mut Segment,
+    entry: usize,
+    addr: usize,
+) -> Option<*mut Pool> {
+    // SAFETY: contract: a live chunk pins its pool and the page map entries
+    // of its pages.
+    unsafe {
+        let slot = if entry & HUGE_FLAG != 0 {
+            0
+        } else {
+            (*seg).pool_at((addr - seg as usize) / PAGE)
+        };
+        if slot == NO_POOL {
+            return None;
+        }
+        let pool = Segment::pool_ptr(seg, slot as usize);
+        (*pool).is_chunk_start_remote(addr).then_some(pool)
+    }
+}

@@ -1,0 +1,273 @@
+//! Which thread uses which core: the thread-local pointer, attaching a core
+//! at a thread's first allocation, detaching it at thread exit, the stack of
+//! idle cores that new threads reuse, reclaiming the cores of threads that
+//! exited without detaching, and the `fork` handlers.
+//!
+//! Thread exit is caught by a `pthread` key destructor (glibc's
+//! `pthread_setspecific` does not allocate for the first 32 keys), which
+//! runs after Rust's own TLS destructors, so those can still allocate. The
+//! thread-local is a `const`-initialised `Cell` with no destructor: a plain
+//! TLS read, which std guarantees never calls the global allocator (since
+//! Rust 1.93).
+
+use super::abandoned::{Locked, SpinLock, ABANDONED};
+use super::thread_core::{self, IdleList, ThreadCore, ThreadPolicy};
+use crate::flist_core::Core;
+use crate::list::List;
+use crate::size_class::LARGEST_FLIST_SIZE;
+use crate::stats;
+use core::cell::Cell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// `current()` value for "this thread's core was detached" (thread exit has
+/// run): later allocations go to the fallback, frees are routed by address.
+pub(crate) const DETACHED: usize = 1;
+
+thread_local! {
+    /// This thread's core, null before its first allocation, or `DETACHED`.
+    static CURRENT: Cell<*mut ThreadCore> = const { Cell::new(null_mut()) };
+}
+
+/// The pthread key whose destructor detaches a thread's core.
+static THREAD_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Cores of exited threads, kept for reuse (cores are never unmapped).
+static IDLE: Locked<List<IdleList>> = Locked::new(List::NEW);
+/// Held while dead cores are looked for and reclaimed (one reaper at a
+/// time); taken before the idle and abandoned locks.
+static REAP_LOCK: SpinLock = SpinLock::new();
+/// Every thread core ever made, linked through `next_all` (push only).
+static ALL: AtomicPtr<ThreadCore> = AtomicPtr::new(null_mut());
+/// The reserve bounds new cores get (set once from the configuration).
+static RESERVE_POOLS: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESERVE_POOLS);
+static RESERVE_BYTES: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESERVE_BYTES);
+
+/// This thread's core: null, `DETACHED`, or a live core only this thread uses.
+#[inline(always)]
+pub(crate) fn current() -> *mut ThreadCore {
+    CURRENT.with(|c| c.get())
+}
+
+/// Creates the thread-exit key and registers the fork handlers; sets the
+/// reserve bounds of new cores. Called once, when the configuration is read.
+pub(crate) fn init(reserve_pools: usize, reserve_bytes: usize) {
+    RESERVE_POOLS.store(reserve_pools, Ordering::Relaxed);
+    RESERVE_BYTES.store(reserve_bytes, Ordering::Relaxed);
+    // SAFETY: plain libc calls; the key destructor and fork handlers are
+    // `extern "C"` functions of this module that never unwind.
+    unsafe {
+        let mut key: libc::pthread_key_t = 0;
+        if libc::pthread_key_create(&mut key, Some(thread_exit)) == 0 {
+            THREAD_KEY.store(key as usize, Ordering::Relaxed);
+        }
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+}
+
+/// The calling thread's core, attached on first use; null once detached, or
+/// if the OS refuses the few pages a core needs.
+#[cold]
+#[inline(never)]
+pub(crate) fn attach() -> *mut ThreadCore {
+    let c = current();
+    if c as usize == DETACHED {
+        return null_mut();
+    }
+    if !c.is_null() {
+        return c;
+    }
+    let mut core = pop_idle();
+    if core.is_null() && reap_dead() > 0 {
+        core = pop_idle();
+    }
+    if core.is_null() {
+        core = match new_core() {
+            Some(c) => c,
+            None => return null_mut(),
+        };
+    }
+    // SAFETY: a live core no thread uses (fresh, or off the idle stack); its
+    // lock was initialised when it was made.
+    unsafe { lock_owner(core) };
+    let key = THREAD_KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        // SAFETY: a key made by pthread_key_create; the value is our core.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, core.cast()) };
+    }
+    stats::THREADS.fetch_add(1, Ordering::Relaxed);
+    CURRENT.with(|c| c.set(core));
+    core
+}
+
+/// Maps a new core and publishes it on `ALL`.
+fn new_core() -> Option<*mut ThreadCore> {
+    let policy = ThreadPolicy::new(
+        RESERVE_POOLS.load(Ordering::Relaxed),
+        RESERVE_BYTES.load(Ordering::Relaxed),
+    );
+    let core = Core::create(0, LARGEST_FLIST_SIZE, policy).ok()?.as_ptr();
+    // SAFETY: a fresh core, not yet published: its lock is ours to
+    // initialise, and its `next_all` link ours to set before the Release CAS
+    // publishes it.
+    unsafe {
+        init_owner_lock(core);
+        let mut head = ALL.load(Ordering::Relaxed);
+        loop {
+            (*core).policy.next_all = head;
+            match ALL.compare_exchange_weak(head, core, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+    }
+    Some(core)
+}
+
+/// Pops a core off the idle stack, or null.
+fn pop_idle() -> *mut ThreadCore {
+    // SAFETY: idle cores are live; the stack is touched under its lock.
+    IDLE.with(|idle| unsafe { idle.pop_front() })
+}
+
+/// Puts a detached core on the idle stack for the next new thread.
+///
+/// # Safety
+/// `core` is a live thread core that no thread uses, not on the stack.
+unsafe fn push_idle(core: *mut ThreadCore) {
+    // SAFETY: contract; the stack is touched under its lock.
+    IDLE.with(|idle| unsafe { idle.push_front(core) })
+}
+
+/// pthread key destructor: the thread is exiting.
+extern "C" fn thread_exit(value: *mut libc::c_void) {
+    let core = value.cast::<ThreadCore>();
+    if core.is_null() {
+        return;
+    }
+    CURRENT.with(|c| c.set(DETACHED as *mut ThreadCore));
+    // SAFETY: the core belongs to this (exiting) thread, which holds its
+    // `owner_lock`, so neither another thread nor a reaper touches its
+    // private state; once detached and unlocked it is no thread's, and goes
+    // on the idle stack.
+    unsafe {
+        thread_core::abandon(&mut *core);
+        (*core).policy.attached = false;
+        libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock));
+        push_idle(core);
+    }
+    stats::THREADS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Makes `core`'s `owner_lock` a fresh, unlocked robust mutex.
+///
+/// # Safety
+/// `core` is a live thread core whose lock nobody holds or waits on.
+unsafe fn init_owner_lock(core: *mut ThreadCore) {
+    // SAFETY: the attribute object lives on this stack frame and is
+    // initialised before use; the mutex memory is the core's own field,
+    // which nobody else uses now (contract). None of these calls allocates.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = core::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        libc::pthread_mutex_init(core::ptr::addr_of_mut!((*core).policy.owner_lock), &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+}
+
+/// Takes `core`'s `owner_lock` for the calling thread until it exits.
+///
+/// # Safety
+/// `core` is a live thread core with an initialised `owner_lock` that no
+/// thread holds for long (a reaper holds it for a check at most).
+unsafe fn lock_owner(core: *mut ThreadCore) {
+    // SAFETY: an initialised robust mutex in a core that is never unmapped.
+    unsafe {
+        let m = core::ptr::addr_of_mut!((*core).policy.owner_lock);
+        if libc::pthread_mutex_lock(m) == libc::EOWNERDEAD {
+            // Only a reaper could have died holding it, while checking an
+            // idle core: the core's state is whole.
+            libc::pthread_mutex_consistent(m);
+        }
+        (*core).policy.attached = true;
+    }
+}
+
+/// Finds thread cores whose thread exited without detaching them (its first
+/// allocation came in the last round of pthread key destructors, after ours
+/// had run) and gives their memory back as a thread exit does: the kernel
+/// marks such a core's robust `owner_lock` owner-dead when the thread exits,
+/// so `trylock` proves the thread is gone. Returns how many cores were
+/// reclaimed. Called when no idle core is left for a new thread, and by
+/// [`trim`](crate::trim).
+pub(crate) fn reap_dead() -> usize {
+    let mut reaped = 0;
+    REAP_LOCK.lock();
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped) and their lock was
+        // initialised before they were published. A core whose lock we take
+        // with EOWNERDEAD belongs to a thread that no longer exists, so its
+        // private state is ours to tear down while we hold the lock.
+        unsafe {
+            let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
+            match libc::pthread_mutex_trylock(m) {
+                libc::EOWNERDEAD => {
+                    libc::pthread_mutex_consistent(m);
+                    let was_attached = (*c).policy.attached;
+                    if was_attached {
+                        thread_core::abandon(&mut *c);
+                        (*c).policy.attached = false;
+                    }
+                    libc::pthread_mutex_unlock(m);
+                    if was_attached {
+                        push_idle(c);
+                        stats::THREADS.fetch_sub(1, Ordering::Relaxed);
+                        reaped += 1;
+                    }
+                }
+                0 => {
+                    // Idle: attach and exit change `attached` only while
+                    // holding the lock, so an unlocked core is detached.
+                    debug_assert!(!(*c).policy.attached);
+                    libc::pthread_mutex_unlock(m);
+                }
+                _ => {} // held by a live thread (or a parent's thread, after fork)
+            }
+            c = (*c).policy.next_all;
+        }
+    }
+    REAP_LOCK.unlock();
+    reaped
+}
+
+extern "C" fn fork_prepare() {
+    REAP_LOCK.lock();
+    IDLE.lock.lock();
+    ABANDONED.lock.lock();
+}
+
+extern "C" fn fork_parent() {
+    ABANDONED.lock.unlock();
+    IDLE.lock.unlock();
+    REAP_LOCK.unlock();
+}
+
+extern "C" fn fork_child() {
+    ABANDONED.lock.unlock();
+    IDLE.lock.unlock();
+    REAP_LOCK.unlock();
+    // glibc gives the child an empty robust-mutex list: the forking thread's
+    // core lock is still marked as held by its parent-side thread id. Make a
+    // fresh one and hold it again. (Cores of the other threads, which do not
+    // exist in the child, stay marked as held and are never reclaimed.)
+    let core = current();
+    if core as usize > DETACHED {
+        // SAFETY: this thread's live core; no other thread exists yet in the
+        // child, so nothing else touches its lock.
+        unsafe {
+            init_owner_lock(core);
+            lock_owner(core);
+        }
+    }
+}
