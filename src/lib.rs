@@ -1,5 +1,6 @@
 //! flistalloc: a free-list slab allocator.
 //!
+//! * [`Flist`]: a `#[global_allocator]` with a flist core per thread.
 //! * [`Arena`]: an explicit, single-threaded, capacity-bounded heap that is
 //!   released in one go, usable with `allocator_api2` collections.
 //! * Slabs: [`slabs`], [`suitable_slab`].
@@ -13,6 +14,34 @@
 //! v.extend(0..1000u32);
 //! assert_eq!(v.iter().sum::<u32>(), 499_500);
 //! ```
+//!
+//! # Layers
+//!
+//! The source is layered, bottom to top, after snmalloc's
+//! `src/snmalloc/README.md`: **a file uses only layers below its own** (code
+//! paths `crate::x` and `super::x`; doc links are not dependencies), and the
+//! two top layers do not use each other. `tests/layering.rs` checks this from
+//! the sources, so a path across the rule fails CI.
+//!
+//! | layer | file | owns |
+//! |---|---|---|
+//! | 0 | `sync.rs` | the atomics (core's, or loom's under `--cfg loom`) |
+//! | 0 | `list.rs` | the one intrusive list type (list, queue, stack) |
+//! | 0 | `msg.rs` | one-line stderr messages and the misuse abort, without allocating |
+//! | 0 | `stats.rs` | `Info`, `SlabUse`, `Stats` and the process-wide counters |
+//! | 1 | `os.rs` | pages from the OS: map, unmap, decommit (miri: aligned allocations) |
+//! | 2 | `size_class.rs` | the slab table, size to slab, the size limits |
+//! | 3 | `segment_map.rs` | which 4 MiB granules are flist segments, and whose |
+//! | 3 | `error.rs` | `Error`, the explicit `Arena`'s errors |
+//! | 4 | `pool.rs` | a pool header: free lists, the one pop and push, remote frees |
+//! | 5 | `segment.rs` | a segment: header, page map, pool slots |
+//! | 6 | `backend.rs` | `Backend`; malloc and jemalloc behind one interface |
+//! | 7 | `config.rs` | every setting, read once from the environment |
+//! | 8 | `flist_core.rs` | the single-threaded core `Core<P: Policy>` |
+//! | 9 | `arena.rs`, `arena/` | the explicit `Arena` (arena policy, `Allocator` impl) |
+//! | 9 | `global.rs`, `global/` | `Flist`: thread cores, remote frees, thread exit, routing |
+//!
+//! `lib.rs` itself only declares the modules and re-exports the public API.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
