@@ -4,6 +4,76 @@
 //! and, as whole-process backends, everything.
 
 use core::alloc::Layout;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// The C allocator functions the `malloc` backend calls.
+///
+/// By default they are the C library's (`libc::malloc` and friends). A
+/// program in which flistalloc *is* the C allocator (the `LD_PRELOAD`
+/// library) cannot call those: they resolve to its own exports. It hands in
+/// glibc's own functions instead (found with `dlsym(RTLD_NEXT, ...)`) through
+/// [`set_system`](crate::raw::set_system).
+///
+/// ```
+/// // The functions the default table holds:
+/// let fns = flistalloc::raw::SystemFns::LIBC;
+/// // SAFETY: plain C allocator calls with valid arguments.
+/// unsafe {
+///     let p = (fns.malloc)(32);
+///     assert!(!p.is_null());
+///     (fns.free)(p);
+/// }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SystemFns {
+    /// `malloc(size)`.
+    pub malloc: unsafe extern "C" fn(usize) -> *mut c_void,
+    /// `calloc(count, size)`.
+    pub calloc: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+    /// `realloc(ptr, size)`.
+    pub realloc: unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void,
+    /// `free(ptr)`.
+    pub free: unsafe extern "C" fn(*mut c_void),
+    /// `posix_memalign(out, align, size)`.
+    pub posix_memalign: unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> libc::c_int,
+}
+
+impl SystemFns {
+    /// The C library's functions, as linked.
+    pub const LIBC: SystemFns = SystemFns {
+        malloc: libc::malloc,
+        calloc: libc::calloc,
+        realloc: libc::realloc,
+        free: libc::free,
+        posix_memalign: libc::posix_memalign,
+    };
+}
+
+static LIBC_FNS: SystemFns = SystemFns::LIBC;
+
+/// The table in use. Invariant: points to a `'static` table of functions
+/// that behave as the C allocator functions of the same names; every block
+/// the malloc backend handed out came from the table in use then, so it is
+/// replaced only before the first allocation.
+static SYSTEM: AtomicPtr<SystemFns> =
+    AtomicPtr::new(&LIBC_FNS as *const SystemFns as *mut SystemFns);
+
+/// Replaces the table of C allocator functions (see [`SystemFns`]).
+///
+/// # Safety
+/// The functions behave as the C allocator functions of the same names, and
+/// no block has been allocated from the malloc backend yet (a block must be
+/// freed by the allocator that made it).
+pub(crate) unsafe fn set_system(fns: &'static SystemFns) {
+    SYSTEM.store(fns as *const SystemFns as *mut SystemFns, Ordering::Release);
+}
+
+#[inline(always)]
+fn sys() -> &'static SystemFns {
+    // SAFETY: SYSTEM always points to a 'static table (its invariant).
+    unsafe { &*SYSTEM.load(Ordering::Acquire) }
+}
 
 /// Which allocator serves the process.
 ///
@@ -87,13 +157,15 @@ pub(crate) mod malloc {
     #[inline]
     pub fn alloc(layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
-            // SAFETY: plain malloc call.
-            unsafe { libc::malloc(layout.size()).cast() }
+            // SAFETY: a C `malloc` (the table's invariant) with any size.
+            unsafe { (sys().malloc)(layout.size()).cast() }
         } else {
             let mut out = core::ptr::null_mut();
             let align = layout.align().max(core::mem::size_of::<usize>());
-            // SAFETY: align is a power of two and a multiple of the pointer size.
-            let rc = unsafe { libc::posix_memalign(&mut out, align, layout.size()) };
+            // SAFETY: a C `posix_memalign` (the table's invariant); `align` is
+            // a power of two and a multiple of the pointer size; `out` is a
+            // valid out-pointer.
+            let rc = unsafe { (sys().posix_memalign)(&mut out, align, layout.size()) };
             if rc == 0 {
                 out.cast()
             } else {
@@ -105,8 +177,8 @@ pub(crate) mod malloc {
     #[inline]
     pub fn alloc_zeroed(layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
-            // SAFETY: plain calloc call.
-            unsafe { libc::calloc(1, layout.size()).cast() }
+            // SAFETY: a C `calloc` (the table's invariant) with any size.
+            unsafe { (sys().calloc)(1, layout.size()).cast() }
         } else {
             let p = alloc(layout);
             if !p.is_null() {
@@ -121,8 +193,11 @@ pub(crate) mod malloc {
     /// `ptr` came from this module's `alloc`/`alloc_zeroed`/`realloc`.
     #[inline]
     pub unsafe fn free(ptr: *mut u8) {
-        // SAFETY: contract.
-        unsafe { libc::free(ptr.cast()) }
+        // SAFETY: `ptr` came from this module (contract), so from the
+        // table's malloc/calloc/realloc/posix_memalign, which the table's
+        // `free` takes back (the table is not replaced after the first
+        // allocation).
+        unsafe { (sys().free)(ptr.cast()) }
     }
 
     /// # Safety
@@ -132,7 +207,7 @@ pub(crate) mod malloc {
         if layout.align() <= MALLOC_ALIGN && layout.align() <= new_size {
             // SAFETY: contract; realloc keeps malloc's default alignment,
             // which covers layout.align().
-            unsafe { libc::realloc(ptr.cast(), new_size).cast() }
+            unsafe { (sys().realloc)(ptr.cast(), new_size).cast() }
         } else {
             // SAFETY: contract; the layout with the new size is valid (the
             // caller of GlobalAlloc::realloc guarantees it).
@@ -247,5 +322,46 @@ pub(crate) unsafe fn realloc(b: Backend, ptr: *mut u8, layout: Layout, new_size:
         Backend::Jemalloc => unsafe { jemalloc::realloc(ptr, layout, new_size) },
         // SAFETY: contract.
         _ => unsafe { malloc::realloc(ptr, layout, new_size) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicUsize;
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn counting_malloc(n: usize) -> *mut c_void {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwards the caller's valid arguments to the C malloc.
+        unsafe { libc::malloc(n) }
+    }
+
+    unsafe extern "C" fn counting_free(p: *mut c_void) {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `p` came from counting_malloc, i.e. from the C malloc.
+        unsafe { libc::free(p) }
+    }
+
+    static COUNTING: SystemFns = SystemFns {
+        malloc: counting_malloc,
+        free: counting_free,
+        ..SystemFns::LIBC
+    };
+
+    #[test]
+    fn injected_functions_serve_the_malloc_backend() {
+        // SAFETY: COUNTING forwards to the C library, and no other test of
+        // this binary allocates through the malloc backend.
+        unsafe { set_system(&COUNTING) };
+        let layout = Layout::from_size_align(100, 8).unwrap();
+        let p = malloc::alloc(layout);
+        assert!(!p.is_null());
+        // SAFETY: a block of this module, freed once.
+        unsafe { malloc::free(p) };
+        // SAFETY: back to the C library's table; nothing is live.
+        unsafe { set_system(&LIBC_FNS) };
+        assert_eq!(CALLS.load(Ordering::Relaxed), 2);
     }
 }

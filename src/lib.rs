@@ -40,6 +40,7 @@
 //! | 8 | `flist_core.rs` | the single-threaded core `Core<P: Policy>` |
 //! | 9 | `arena.rs`, `arena/` | the explicit `Arena` (arena policy, `Allocator` impl) |
 //! | 9 | `global.rs`, `global/` | `Flist`: thread cores, remote frees, thread exit, routing |
+//! | 10 | `raw.rs` | the low-level interface for the C library (`flistalloc::raw`) |
 //!
 //! `lib.rs` itself only declares the modules and re-exports the public API.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -70,6 +71,7 @@ mod flist_core;
 // Layer 7: side by side, the explicit Arena and the global allocator.
 mod arena;
 mod global;
+pub mod raw;
 
 pub use arena::Arena;
 pub use backend::Backend;
