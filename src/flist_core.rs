@@ -515,10 +515,17 @@ impl<P: Policy> Core<P> {
         let addr = ptr as usize;
         let (pool, normal) = self.pool_of(addr)?;
         // SAFETY: a live pool of ours and one of its chunk starts (pool_of),
-        // which the caller hands back.
-        unsafe { self.free_in_pool(pool, addr)? };
-        if normal {
-            self.hot_seg = addr & !(SEGMENT_SIZE - 1);
+        // which the caller hands back. The hot segment is set first: the
+        // free may release the pool and drop its segment, which resets it.
+        unsafe {
+            let hot = self.hot_seg;
+            if normal {
+                self.hot_seg = addr & !(SEGMENT_SIZE - 1);
+            }
+            if let Err(e) = self.free_in_pool(pool, addr) {
+                self.hot_seg = hot;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -547,7 +554,8 @@ impl<P: Policy> Core<P> {
         }
     }
 
-    /// Marks the normal segment holding `addr` as the hot one.
+    /// Marks the normal segment holding `addr` as the hot one (call it
+    /// before a free that may drop the segment: dropping resets it).
     ///
     /// # Safety
     /// `addr` lies in a live normal segment on this core's list.

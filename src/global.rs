@@ -283,11 +283,13 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
                 addr,
             )
         };
-        if (*core).free_in_pool(pool, addr).is_err() {
-            die(b"double free of ", addr);
-        }
+        // Hot first: the free may release the pool and drop its segment
+        // (a tiny reserve), which then resets the hot segment.
         if entry & HUGE_FLAG == 0 {
             (*core).set_hot(addr);
+        }
+        if (*core).free_in_pool(pool, addr).is_err() {
+            die(b"double free of ", addr);
         }
     }
 }

@@ -1,0 +1,104 @@
+//! The reserve settings `FLISTALLOC_RESERVE_POOLS` and
+//! `FLISTALLOC_RESERVE_BYTES`: they bound the empty pools a thread keeps,
+//! and a bad value gives one clear line on stderr and the default. The
+//! configuration is read once per process, so each case is a child process.
+
+use std::alloc::{alloc, dealloc, Layout};
+
+#[global_allocator]
+static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
+
+mod common;
+use common::{child_ok, is_child, DONE};
+
+const KIB: usize = 1 << 10;
+
+/// Allocates one 200 KiB buffer after another (each in a pool of its own),
+/// frees them all, and returns the most bytes the reserve held after any
+/// free.
+fn churn_buffers() -> usize {
+    let layout = Layout::from_size_align(200 * KIB, 8).expect("layout");
+    let base = flistalloc::stats().reserve_bytes;
+    let blocks: Vec<*mut u8> = (0..64)
+        .map(|_| {
+            // SAFETY: a non-zero-size layout.
+            let p = unsafe { alloc(layout) };
+            assert!(!p.is_null());
+            p
+        })
+        .collect();
+    let mut worst = 0;
+    for p in blocks {
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { dealloc(p, layout) };
+        worst = worst.max(flistalloc::stats().reserve_bytes.saturating_sub(base));
+    }
+    worst
+}
+
+#[test]
+fn reserve_limits_come_from_the_environment() {
+    if is_child() {
+        let bound: usize = std::env::var("EXPECT_BOUND").unwrap().parse().unwrap();
+        let worst = churn_buffers();
+        eprintln!("reserve at most {worst} bytes, bound {bound}");
+        assert!(worst <= bound, "reserve held {worst} bytes, bound {bound}");
+        eprintln!("{DONE}");
+        return;
+    }
+    // 1 MiB of bytes: at most four 256 KiB pools stay.
+    child_ok(
+        "reserve_limits_come_from_the_environment",
+        &[
+            ("FLISTALLOC_RESERVE_BYTES", "1M"),
+            ("EXPECT_BOUND", "1048576"),
+        ],
+    );
+    // Two pools.
+    child_ok(
+        "reserve_limits_come_from_the_environment",
+        &[
+            ("FLISTALLOC_RESERVE_POOLS", "2"),
+            ("EXPECT_BOUND", &(2 * 256 * KIB).to_string()),
+        ],
+    );
+    // Zero: nothing is kept.
+    child_ok(
+        "reserve_limits_come_from_the_environment",
+        &[("FLISTALLOC_RESERVE_POOLS", "0"), ("EXPECT_BOUND", "0")],
+    );
+}
+
+#[test]
+fn bad_reserve_values_warn_once_and_use_the_default() {
+    if is_child() {
+        // The default bound, 8 MiB, holds; 64 buffers of 256 KiB pools
+        // would be 16 MiB.
+        let worst = churn_buffers();
+        assert!(worst <= 8 << 20 && worst > 1 << 20, "reserve held {worst}");
+        eprintln!("{DONE}");
+        return;
+    }
+    for (var, value) in [
+        ("FLISTALLOC_RESERVE_POOLS", "many"),
+        ("FLISTALLOC_RESERVE_POOLS", "2G"),
+        ("FLISTALLOC_RESERVE_BYTES", "12Q"),
+        ("FLISTALLOC_RESERVE_BYTES", "2T"),
+    ] {
+        let stderr = child_ok(
+            "bad_reserve_values_warn_once_and_use_the_default",
+            &[(var, value)],
+        );
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("flistalloc:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{var}={value}: {stderr}");
+        assert!(
+            lines[0].contains(&format!("bad {var}={value}"))
+                && lines[0].contains("using the default"),
+            "{var}={value}: {}",
+            lines[0]
+        );
+    }
+}
