@@ -302,11 +302,13 @@ pub(crate) fn alloc(b: Backend, layout: Layout, zeroed: bool) -> *mut u8 {
 pub(crate) unsafe fn free(b: Backend, ptr: *mut u8, layout: Layout) {
     match b {
         #[cfg(feature = "jemalloc")]
-        // SAFETY: contract.
+        // SAFETY: `ptr` is a live jemalloc block of `layout` (precondition
+        // with b == Jemalloc), as jemalloc::free needs.
         Backend::Jemalloc => unsafe { jemalloc::free(ptr, layout) },
         _ => {
             let _ = layout;
-            // SAFETY: contract.
+            // SAFETY: `ptr` is a live block of the malloc backend
+            // (precondition), as malloc::free needs.
             unsafe { malloc::free(ptr) }
         }
     }
@@ -318,9 +320,11 @@ pub(crate) unsafe fn free(b: Backend, ptr: *mut u8, layout: Layout) {
 pub(crate) unsafe fn realloc(b: Backend, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
     match b {
         #[cfg(feature = "jemalloc")]
-        // SAFETY: contract.
+        // SAFETY: a live jemalloc block of `layout` and a valid new layout
+        // (precondition), as jemalloc::realloc needs.
         Backend::Jemalloc => unsafe { jemalloc::realloc(ptr, layout, new_size) },
-        // SAFETY: contract.
+        // SAFETY: a live malloc-backend block of `layout` and a valid new
+        // layout (precondition), as malloc::realloc needs.
         _ => unsafe { malloc::realloc(ptr, layout, new_size) },
     }
 }

@@ -281,11 +281,12 @@ impl<P: Policy> Core<P> {
     /// `lo <= idx <= hi`.
     #[inline(always)]
     pub unsafe fn alloc_index(&mut self, idx: usize) -> Result<(NonNull<u8>, bool), Error> {
-        // SAFETY: contract.
+        // SAFETY: `lo <= idx <= hi` (this function's own precondition is
+        // the one pop_fast and alloc_slow need).
         let c = unsafe { self.pop_fast(idx) };
         match NonNull::new(c) {
             Some(c) => Ok((c, false)),
-            // SAFETY: contract.
+            // SAFETY: as above.
             None => unsafe { self.alloc_slow(idx) },
         }
     }
@@ -572,7 +573,10 @@ impl<P: Policy> Core<P> {
     /// carved, which the caller no longer uses.
     #[inline(always)]
     pub unsafe fn free_in_pool(&mut self, pool: *mut Pool, addr: usize) -> Result<(), Error> {
-        // SAFETY: contract.
+        // SAFETY: `pool` is a live pool of ours, so we may take `&mut` to
+        // its header (only the owner touches it besides `remote`), and
+        // `addr` is one of its carved chunk starts that nobody uses: what
+        // `pool::push` and `free_fixup` need.
         unsafe {
             let p = &mut *pool;
             if !pool::push(p, addr) {
@@ -593,7 +597,9 @@ impl<P: Policy> Core<P> {
     #[cold]
     #[inline(never)]
     unsafe fn free_fixup(&mut self, pool: *mut Pool) {
-        // SAFETY: contract; its slab is in range since it was allocated here.
+        // SAFETY: `pool` is a live pool of ours (precondition), so its slab
+        // is in range (it was allocated from this core's table) and its
+        // links are ours; the policy hook gets a live pool on our list.
         unsafe {
             if !(*pool).avail.is_linked() {
                 (*self.slab((*pool).slab())).avail.push_front(pool);
@@ -610,7 +616,9 @@ impl<P: Policy> Core<P> {
     /// # Safety
     /// `pool` is a live pool of this core.
     pub unsafe fn relink(&mut self, pool: *mut Pool) {
-        // SAFETY: contract.
+        // SAFETY: `pool` is a live pool of ours (precondition), so its slab
+        // is in lo..=hi (it was allocated from this core's table) and its
+        // `avail` link is ours to set.
         unsafe {
             if !(*pool).avail.is_linked() && (*pool).has_room() {
                 (*self.slab((*pool).slab())).avail.push_front(pool);
@@ -934,7 +942,10 @@ pub(crate) fn segment_of(entry: usize, addr: usize) -> *mut Segment {
 /// caller owns the segment.
 #[inline(always)]
 pub(crate) unsafe fn pool_in_normal(seg: *mut Segment, addr: usize) -> Option<*mut Pool> {
-    // SAFETY: contract; the page map names live slots only.
+    // SAFETY: the caller owns the live normal segment `seg`, so its page map
+    // is stable; the page index is below PAGES_PER_SEGMENT because `addr`
+    // lies in the segment (the map or the hot segment said so); the page
+    // map names live slots only (Segment's invariant).
     unsafe {
         let slot = (*seg).pool_at((addr - seg as usize) / PAGE);
         if slot == NO_POOL {
@@ -957,7 +968,9 @@ pub(crate) unsafe fn pool_of_chunk(
     entry: usize,
     addr: usize,
 ) -> Option<*mut Pool> {
-    // SAFETY: contract.
+    // SAFETY: `seg` is a live segment the caller owns and `entry` its map
+    // entry: a normal one has a page map stable for us (pool_in_normal's
+    // precondition); a huge one has its one pool in slot 0.
     unsafe {
         if entry & HUGE_FLAG == 0 {
             pool_in_normal(seg, addr)

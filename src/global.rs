@@ -185,7 +185,8 @@ fn fallback_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
 /// `ptr` is a live fallback block of `layout`.
 #[inline(never)]
 unsafe fn fallback_free(ptr: *mut u8, layout: Layout) {
-    // SAFETY: contract.
+    // SAFETY: `ptr` is a live fallback block of `layout` (precondition),
+    // and FALLBACK is the backend that made every fallback block.
     unsafe { backend::free(FALLBACK, ptr, layout) };
     budget::give(layout.size());
     stats::FALLBACK_LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);

@@ -19,7 +19,8 @@ pub(crate) fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
 /// `ptr`/`size`/`align` describe one live mapping from `map_aligned`; no
 /// reference into it is used afterwards.
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize, align: usize) {
-    // SAFETY: forwarded caller contract.
+    // SAFETY: the caller passes one whole live mapping from map_aligned,
+    // which is what both implementations release.
     unsafe { imp::unmap(ptr, size, align) }
 }
 
@@ -31,7 +32,8 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize, align: usize) {
 /// The range is page-aligned, inside one live mapping, and holds no data
 /// anyone still needs.
 pub(crate) unsafe fn decommit(ptr: NonNull<u8>, size: usize) {
-    // SAFETY: forwarded caller contract.
+    // SAFETY: the caller passes a page-aligned range inside a live mapping
+    // whose contents are dead, which is what both implementations need.
     unsafe { imp::decommit(ptr, size) }
 }
 
