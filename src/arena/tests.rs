@@ -86,3 +86,23 @@ fn tiny_addresses_are_foreign_even_with_a_hot_segment() {
     let r = unsafe { fresh.try_free(core::ptr::without_provenance_mut(8)) };
     assert!(matches!(r, Err(Error::ForeignPointer { .. })));
 }
+
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "Arena core borrowed again while borrowed at src/arena/tests.rs")]
+fn a_second_core_borrow_names_the_first() {
+    let a = Arena::new(1 << 20);
+    let _first = a.core();
+    let _second = a.core();
+}
+
+#[test]
+fn core_borrows_end_with_their_guard() {
+    let a = Arena::new(1 << 20);
+    {
+        let _c = a.core();
+    }
+    let p = a.alloc(8);
+    // SAFETY: p is ours, unused afterwards.
+    unsafe { a.free(p.as_ptr()) };
+}
