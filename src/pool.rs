@@ -8,7 +8,7 @@
 
 use crate::list::{Adapter, Link};
 use crate::size_class::PAGE;
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, Ordering};
 use core::ptr::{null_mut, NonNull};
 
 /// The link stored inside a free chunk.
@@ -164,30 +164,33 @@ unsafe impl Adapter for EmptyQueue {
 }
 
 impl Pool {
-    /// A free slot (all-zero, as in a fresh segment). A fresh value per use,
-    /// never shared, so its atomic is never aliased.
-    #[allow(clippy::declare_interior_mutable_const)]
-    pub const EMPTY: Pool = Pool {
-        free: null_mut(),
-        used: 0,
-        capacity: 0,
-        fresh: null_mut(),
-        end: null_mut(),
-        start: null_mut(),
-        chunk_size: 0,
-        div: Divisor {
-            inv: 0,
-            limit: 0,
-            shift: 0,
-        },
-        slab: 0,
-        first_page: 0,
-        pages: 0,
-        live: false,
-        avail: Link::NEW,
-        empty: Link::NEW,
-        remote: AtomicPtr::new(null_mut()),
-    };
+    /// A free slot. Outside loom an all-zero slot (a fresh segment's) is
+    /// one too; under loom the atomic must be built, so there is no `const`
+    /// and segment headers write their slots (`Segment::write_header`).
+    #[inline(always)]
+    pub fn empty() -> Pool {
+        Pool {
+            free: null_mut(),
+            used: 0,
+            capacity: 0,
+            fresh: null_mut(),
+            end: null_mut(),
+            start: null_mut(),
+            chunk_size: 0,
+            div: Divisor {
+                inv: 0,
+                limit: 0,
+                shift: 0,
+            },
+            slab: 0,
+            first_page: 0,
+            pages: 0,
+            live: false,
+            avail: Link::NEW,
+            empty: Link::NEW,
+            remote: AtomicPtr::new(null_mut()),
+        }
+    }
 
     /// Makes this slot describe a fresh pool of `bytes` at `start` (page
     /// aligned, `bytes` of never-written or decommitted memory), cut into
@@ -206,7 +209,7 @@ impl Pool {
             first_page: page,
             pages: bytes / PAGE,
             live: true,
-            ..Pool::EMPTY
+            ..Pool::empty()
         };
     }
 
@@ -371,6 +374,54 @@ impl Pool {
     }
 }
 
+/// The owner's side of the remote-free protocol: "some pool of yours has
+/// remote frees". A pusher whose [`Pool::push_remote`] found the list empty
+/// (it returned true) raises it; the owner takes it, then collects.
+///
+/// No notice is lost. Raises and takes are read-modify-writes, so a take
+/// that comes after a raise in the flag's modification order reads from
+/// that raise's release sequence and sees the push before it. A push that
+/// finds the list non-empty raises nothing, but the chunk it joins was
+/// pushed onto an empty list by a pusher that raises; the owner that takes
+/// that raise sees the list non-empty, and its collecting swap takes every
+/// chunk pushed before it. So while no push or collect is under way, a
+/// non-empty remote list has its owner's flag raised (the loom model in
+/// `pool::loom_tests` checks this, and found the lost notice when `raise`
+/// was a plain store).
+pub(crate) struct RemoteFlag(AtomicBool);
+
+impl RemoteFlag {
+    /// A lowered flag.
+    pub fn new() -> RemoteFlag {
+        RemoteFlag(AtomicBool::new(false))
+    }
+
+    /// Tells the owner (after a push that returned true).
+    ///
+    /// A swap, not a store: a Release store could land before the owner's
+    /// `take` in the flag's modification order without the owner seeing the
+    /// push (the pusher's CAS read the owner's collecting swap, which
+    /// releases nothing), and the take would erase it, stranding the chunk
+    /// on the list. Same instruction count (x86: `xchg` for `mov`).
+    #[inline(always)]
+    pub fn raise(&self) {
+        self.0.swap(true, Ordering::Release);
+    }
+
+    /// Lowers the flag; true if it was raised. Acquire pairs with
+    /// [`raise`](RemoteFlag::raise), so the owner then sees the remote lists
+    /// the raiser pushed onto as non-empty. Owner only.
+    #[inline(always)]
+    pub fn take(&self) -> bool {
+        self.0.load(Ordering::Relaxed) && self.0.swap(false, Ordering::Acquire)
+    }
+
+    /// Lowers the flag of an owner that has just emptied all its lists.
+    pub fn clear(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Pops a chunk off `pool`'s free list, or returns null: the one allocation
 /// fast path, used by the `Arena` and the global allocator alike.
 #[inline(always)]
@@ -456,5 +507,167 @@ mod tests {
         assert_eq!(pool_bytes(5000, 0, 8192), 8192);
         assert_eq!(pool_bytes(5000, 0, 6000), 0);
         assert_eq!(pool_bytes(8, 0, 4196), PAGE);
+    }
+}
+
+/// Loom model of the remote-free list, on the real `Pool` and `RemoteFlag`
+/// (run with `--cfg loom`, see `sync.rs`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::alloc::Layout;
+
+    const CHUNK: usize = 64;
+    const CHUNKS: usize = 4;
+
+    /// What the model's threads share: a pool over memory the model owns,
+    /// its owner's flag, and per chunk a loom cell standing for the data its
+    /// user writes. loom does not see plain memory, so the cells are how it
+    /// checks that a chunk's last use by the freeing thread happens before
+    /// the owner reuses it (the push's Release, the collect's Acquire).
+    struct Shared {
+        pool: *mut Pool,
+        flag: RemoteFlag,
+        data: [UnsafeCell<usize>; CHUNKS],
+        mem: *mut u8,
+    }
+
+    // SAFETY: the pointers are the model's pool and chunk memory, shared
+    // exactly as the allocator shares a segment's: the owner thread alone
+    // uses the pool's private fields, the others only `Pool::push_remote`
+    // for chunks they hold.
+    unsafe impl Send for Shared {}
+    // SAFETY: as for Send.
+    unsafe impl Sync for Shared {}
+
+    fn layout() -> Layout {
+        Layout::from_size_align(CHUNK * CHUNKS, PAGE).unwrap()
+    }
+
+    impl Shared {
+        fn new() -> Shared {
+            // SAFETY: a non-zero size.
+            let mem = unsafe { std::alloc::alloc_zeroed(layout()) };
+            assert!(!mem.is_null());
+            let pool = Box::into_raw(Box::new(Pool::empty()));
+            // SAFETY: the box just made, not shared yet; the memory is
+            // ours, page-aligned and zeroed, as a fresh pool's pages are.
+            unsafe { (*pool).init(mem, CHUNK * CHUNKS, CHUNK, 0, 0) };
+            Shared {
+                pool,
+                flag: RemoteFlag::new(),
+                data: std::array::from_fn(|_| UnsafeCell::new(0)),
+                mem,
+            }
+        }
+
+        fn index(&self, chunk: usize) -> usize {
+            (chunk - self.mem as usize) / CHUNK
+        }
+
+        /// The owner collects its remote list and takes back (reuses) every
+        /// chunk it got, recording them in `got`; checks `used`.
+        fn collect(&self, got: &mut Vec<usize>) {
+            // SAFETY: called by the owner thread only, which alone uses the
+            // pool's private fields (as `Core` does through its pointer).
+            let pool = unsafe { &mut *self.pool };
+            let used = pool.used();
+            let n = pool.collect_remote();
+            assert_eq!(pool.used(), used - n);
+            for _ in 0..n {
+                // The free list was empty, so these are the collected chunks.
+                let (c, fresh) = pool.take().unwrap();
+                assert!(!fresh, "a collected chunk comes off the free list");
+                let c = c.as_ptr() as usize;
+                let i = self.index(c);
+                // Reuse: the freeing thread's last write must be visible.
+                // SAFETY: the cell's own pointer; loom fails the model if
+                // this access races with the freeing thread's.
+                self.data[i].with_mut(|d| unsafe {
+                    assert_eq!(*d, i + 1);
+                    *d = 0;
+                });
+                got.push(c);
+            }
+        }
+    }
+
+    impl Drop for Shared {
+        fn drop(&mut self) {
+            // SAFETY: made by `Shared::new` with these layouts, freed once,
+            // after every thread of the model is done.
+            unsafe {
+                drop(Box::from_raw(self.pool));
+                std::alloc::dealloc(self.mem, layout());
+            }
+        }
+    }
+
+    /// Two threads free a chunk each onto the pool's remote list (raising
+    /// the flag as `global::remote::free` does) while the owner takes the
+    /// flag and collects (as `ThreadPolicy::refill` does). Checks: every
+    /// chunk is collected exactly once, `used` stays right, a reused chunk's
+    /// last write happens before its reuse, and no chunk is left on the list
+    /// without the flag raised.
+    #[test]
+    fn loom_remote_frees_are_collected_exactly_once() {
+        loom::model(|| {
+            let sh = Arc::new(Shared::new());
+            // The owner hands out three chunks; two go to other threads.
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                // SAFETY: the owner thread, before any other exists.
+                let (c, fresh) = unsafe { (*sh.pool).take() }.unwrap();
+                assert!(fresh);
+                out.push(c.as_ptr() as usize);
+            }
+            let freed = [out[0], out[1]];
+            let pushers: Vec<_> = freed
+                .iter()
+                .map(|&c| {
+                    let sh = sh.clone();
+                    thread::spawn(move || {
+                        let i = sh.index(c);
+                        // SAFETY: the cell's own pointer; loom checks the
+                        // access against the owner's.
+                        sh.data[i].with_mut(|d| unsafe { *d = i + 1 });
+                        // SAFETY: a live pool and a chunk start of it that
+                        // this thread holds and hands back.
+                        if unsafe { Pool::push_remote(sh.pool, c) } {
+                            sh.flag.raise();
+                        }
+                    })
+                })
+                .collect();
+            // The owner, concurrently: refill's step, twice.
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                // SAFETY: the owner reads its own pool.
+                if sh.flag.take() && unsafe { (*sh.pool).has_remote() } {
+                    sh.collect(&mut got);
+                }
+            }
+            for p in pushers {
+                p.join().unwrap();
+            }
+            // SAFETY: every other thread is done.
+            let pool = unsafe { &mut *sh.pool };
+            // No notice lost: chunks left on the list have the flag raised.
+            assert!(!pool.has_remote() || sh.flag.take());
+            // The allocation path collects without the flag.
+            sh.collect(&mut got);
+            got.sort_unstable();
+            assert_eq!(got, freed);
+            assert!(!pool.has_remote());
+            assert_eq!(pool.used(), 3);
+            for &c in &out {
+                // SAFETY: chunks of this pool the owner holds, freed once.
+                assert!(unsafe { push(pool, c) });
+            }
+            assert_eq!(pool.used(), 0);
+        });
     }
 }

@@ -17,8 +17,6 @@ use crate::pool::Pool;
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE};
 use crate::size_class::PAGE;
 use crate::sync::{AtomicPtr, Ordering};
-#[cfg(test)]
-use core::ptr::null_mut;
 use core::ptr::NonNull;
 
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE;
@@ -91,23 +89,8 @@ impl Segment {
         let base = os::map_aligned(size, SEGMENT_SIZE)?;
         let seg = base.cast::<Segment>();
         // SAFETY: the mapping is fresh, zeroed, large enough and aligned for
-        // the header; we write it before anyone can see the segment.
-        unsafe {
-            let s = seg.as_ptr();
-            (*s).tag = tag;
-            (*s).owner = AtomicPtr::new(owner);
-            (*s).size = size;
-            (*s).huge = huge;
-            (*s).owned = Link::NEW;
-            (*s).abandoned = Link::NEW;
-            (*s).free_pages = PAGES_PER_SEGMENT - HEADER_PAGES;
-            (*s).live_pools = 0;
-            (*s).page_map = [NO_POOL; PAGES_PER_SEGMENT];
-            // Pool slots are all-zero, which is `Pool::EMPTY`.
-            for p in 0..HEADER_PAGES {
-                (*s).used[p / 64] |= 1 << (p % 64);
-            }
-        }
+        // the header, and no one else can see it yet.
+        unsafe { Segment::write_header(seg.as_ptr(), size, huge, tag, owner) };
         let entry = base.as_ptr().expose_provenance() | tag | if huge { HUGE_FLAG } else { 0 };
         if !segment_map::insert(base.as_ptr() as usize, size, entry) {
             // SAFETY: the mapping was made above and never published.
@@ -115,6 +98,45 @@ impl Segment {
             return None;
         }
         Some(seg)
+    }
+
+    /// Writes the header of a fresh segment of `size` bytes at `s`, owned by
+    /// `owner`: what [`create`](Segment::create) does to a new mapping, and
+    /// the loom models to a zeroed allocation of their own.
+    ///
+    /// # Safety
+    /// `s` is aligned and valid for writes of a `Segment`, its bytes are all
+    /// zero, and no other thread can see it yet.
+    pub(crate) unsafe fn write_header(
+        s: *mut Segment,
+        size: usize,
+        huge: bool,
+        tag: usize,
+        owner: *mut (),
+    ) {
+        // SAFETY: contract; every write goes through the raw pointer, and
+        // the atomic is written without reading (or dropping) the zeroes
+        // it replaces.
+        unsafe {
+            (*s).tag = tag;
+            core::ptr::addr_of_mut!((*s).owner).write(AtomicPtr::new(owner));
+            (*s).size = size;
+            (*s).huge = huge;
+            (*s).owned = Link::NEW;
+            (*s).abandoned = Link::NEW;
+            (*s).free_pages = PAGES_PER_SEGMENT - HEADER_PAGES;
+            (*s).live_pools = 0;
+            (*s).page_map = [NO_POOL; PAGES_PER_SEGMENT];
+            // Pool slots are all-zero, which is an empty slot; loom's atomics
+            // must be built, so under loom each slot is written.
+            #[cfg(loom)]
+            for slot in 0..POOLS_PER_SEGMENT {
+                Segment::pool_ptr(s, slot).write(Pool::empty());
+            }
+            for p in 0..HEADER_PAGES {
+                (*s).used[p / 64] |= 1 << (p % 64);
+            }
+        }
     }
 
     /// Unregisters and unmaps the segment.
@@ -208,7 +230,7 @@ impl Segment {
         debug_assert!(!pool.avail.is_linked() && !pool.empty.is_linked());
         let (first, n) = pool.page_range();
         let start = pool.start();
-        *pool = Pool::EMPTY;
+        *pool = Pool::empty();
         self.live_pools -= 1;
         if self.huge {
             return;
@@ -258,9 +280,12 @@ impl Segment {
     }
 }
 
-#[cfg(test)]
+// Not under loom: segments made here would build loom atomics outside a
+// model.
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use core::ptr::null_mut;
 
     #[test]
     fn header_is_small() {

@@ -1,12 +1,19 @@
-//! The atomics the allocator uses, from one place: `core`'s in normal
-//! builds, loom's under `--cfg loom`, so the loom models in this crate drive
-//! the real remote-free and adoption code.
+//! The atomics the allocator's cross-thread protocols use, from one place:
+//! `core`'s in normal builds, loom's under `--cfg loom`, so the loom models
+//! in this crate (`loom_tests` modules of `pool.rs` and
+//! `global/abandoned.rs`) drive the real remote-free and adoption code.
 //!
 //! loom's atomics cannot be built in a `const` context, live in a `static`,
-//! or be read from zero-filled memory, so code under loom builds its shared
-//! state as values (see the `loom` test modules).
+//! or be read from zero-filled memory. So under loom: a pool slot is built
+//! with `Pool::empty` (no `const`), a segment header writes its pool slots
+//! instead of trusting the zeroed mapping, and the statics keep `core`'s
+//! atomics (the abandoned list's lock is generic over its lock word) while
+//! the models build their shared state as values.
+//!
+//! Run the models with
+//! `RUSTFLAGS="--cfg loom" cargo test --release -p flistalloc --lib loom`.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicPtr, Ordering};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, Ordering};

@@ -1,35 +1,92 @@
 //! The global list of abandoned segments (their thread exited while they
 //! held live chunks) and the spin lock that guards it and every move of a
 //! segment's ownership to or from null.
+//!
+//! The protocol is written as methods of the list value
+//! ([`AbandonedSegments`]); the free functions apply them to the one
+//! [`ABANDONED`] static. The loom model (`loom_tests` below) applies the
+//! same methods to a list it builds, with a loom lock word: loom's atomics
+//! cannot live in a `static`.
 
 use crate::list::List;
 use crate::segment::{AbandonedList, Segment};
+use crate::sync::Ordering;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
+
+/// The atomic word of a [`SpinLock`]: `core`'s `AtomicBool` (the statics),
+/// or, under `--cfg loom`, loom's (the models).
+pub(crate) trait LockWord: Sync {
+    /// `compare_exchange_weak` of the atomic.
+    fn cas_weak(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool;
+    /// `store` of the atomic.
+    fn store(&self, value: bool, order: Ordering);
+    /// Waits before the `spins`-th retry of a contended lock.
+    fn pause(spins: u32);
+}
+
+impl LockWord for AtomicBool {
+    #[inline(always)]
+    fn cas_weak(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool {
+        self.compare_exchange_weak(current, new, ok, err).is_ok()
+    }
+
+    #[inline(always)]
+    fn store(&self, value: bool, order: Ordering) {
+        AtomicBool::store(self, value, order)
+    }
+
+    fn pause(spins: u32) {
+        if spins < 64 {
+            core::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+}
+
+#[cfg(loom)]
+impl LockWord for crate::sync::AtomicBool {
+    fn cas_weak(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool {
+        self.compare_exchange_weak(current, new, ok, err).is_ok()
+    }
+
+    fn store(&self, value: bool, order: Ordering) {
+        crate::sync::AtomicBool::store(self, value, order)
+    }
+
+    /// A spinning loom thread must yield, or loom never schedules the
+    /// holder.
+    fn pause(_spins: u32) {
+        loom::thread::yield_now();
+    }
+}
 
 /// A tiny spin lock: held for a few list operations, never across an
 /// allocation; the fork handlers take it.
-pub(crate) struct SpinLock(AtomicBool);
+pub(crate) struct SpinLock<W = AtomicBool>(W);
 
 impl SpinLock {
     pub(crate) const fn new() -> SpinLock {
-        SpinLock(AtomicBool::new(false))
+        SpinLock::from_word(AtomicBool::new(false))
+    }
+}
+
+impl<W: LockWord> SpinLock<W> {
+    /// A lock over `word`, which reads `false` (unlocked).
+    pub(crate) const fn from_word(word: W) -> SpinLock<W> {
+        SpinLock(word)
     }
 
     pub(crate) fn lock(&self) {
         let mut spins = 0u32;
-        while self
+        while !self
             .0
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
+            .cas_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         {
             spins += 1;
-            if spins < 64 {
-                core::hint::spin_loop();
-            } else {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
+            W::pause(spins);
         }
     }
 
@@ -39,20 +96,27 @@ impl SpinLock {
 }
 
 /// A value guarded by a [`SpinLock`].
-pub(crate) struct Locked<T> {
-    pub(crate) lock: SpinLock,
+pub(crate) struct Locked<T, W = AtomicBool> {
+    pub(crate) lock: SpinLock<W>,
     value: UnsafeCell<T>,
 }
 
 // SAFETY: the value is reached only through `with`, which holds the lock, so
 // one thread at a time touches it; the values kept here are lists of raw
 // pointers to allocator metadata that any thread may use under the lock.
-unsafe impl<T> Sync for Locked<T> {}
+unsafe impl<T, W: LockWord> Sync for Locked<T, W> {}
 
 impl<T> Locked<T> {
     pub(crate) const fn new(value: T) -> Locked<T> {
+        Locked::from_parts(SpinLock::new(), value)
+    }
+}
+
+impl<T, W: LockWord> Locked<T, W> {
+    /// `value` guarded by `lock`, which is unlocked.
+    pub(crate) const fn from_parts(lock: SpinLock<W>, value: T) -> Locked<T, W> {
         Locked {
-            lock: SpinLock::new(),
+            lock,
             value: UnsafeCell::new(value),
         }
     }
@@ -67,57 +131,280 @@ impl<T> Locked<T> {
     }
 }
 
+/// A list of abandoned segments with its lock. Invariant: a segment is on
+/// the list iff its owner is null, and an owner changes to or from null
+/// only under the lock.
+pub(crate) type AbandonedSegments<W = AtomicBool> = Locked<List<AbandonedList>, W>;
+
+impl<W: LockWord> AbandonedSegments<W> {
+    /// Pops an abandoned segment and makes `owner` its owner.
+    pub(crate) fn pop_to(&self, owner: *mut ()) -> Option<*mut Segment> {
+        self.with(|list| {
+            // SAFETY: abandoned segments are live (only an owner unmaps a
+            // segment); we hold the lock, under which owners change.
+            unsafe {
+                let seg = list.pop_front();
+                if seg.is_null() {
+                    return None;
+                }
+                (*seg).owner.store(owner, Ordering::Release);
+                Some(seg)
+            }
+        })
+    }
+
+    /// Makes `seg` abandoned: owner null, on the list.
+    ///
+    /// # Safety
+    /// `seg` is a live segment its owner gives up, on no owner's list, with
+    /// its pools on no list.
+    pub(crate) unsafe fn push(&self, seg: *mut Segment) {
+        self.with(|list| {
+            // SAFETY: contract; we hold the lock.
+            unsafe {
+                (*seg).owner.store(core::ptr::null_mut(), Ordering::Release);
+                list.push_front(seg);
+            }
+        })
+    }
+
+    /// Adopts `seg` for `owner` if it is still abandoned (a free into it
+    /// from a thread with a heap); false if someone else took it first.
+    ///
+    /// # Safety
+    /// `seg` is a live segment (the caller holds a live chunk of it).
+    pub(crate) unsafe fn take_if_abandoned(&self, seg: *mut Segment, owner: *mut ()) -> bool {
+        self.with(|list| {
+            // SAFETY: contract; we hold the lock, so the owner and the list
+            // agree (the invariant).
+            unsafe {
+                if !(*seg).owner.load(Ordering::Relaxed).is_null() {
+                    return false;
+                }
+                list.remove(seg);
+                (*seg).owner.store(owner, Ordering::Release);
+                true
+            }
+        })
+    }
+}
+
 /// Segments whose thread exited while they held live chunks, owner null.
-/// Invariant: a segment is on this list iff its owner is null.
-pub(crate) static ABANDONED: Locked<List<AbandonedList>> = Locked::new(List::NEW);
+pub(crate) static ABANDONED: AbandonedSegments = Locked::new(List::NEW);
 
-/// Pops an abandoned segment and makes `owner` its owner.
+/// [`AbandonedSegments::pop_to`] on [`ABANDONED`].
 pub(crate) fn pop_to(owner: *mut ()) -> Option<*mut Segment> {
-    ABANDONED.with(|list| {
-        // SAFETY: abandoned segments are live (only an owner unmaps a
-        // segment); we hold the lock, under which owners change.
-        unsafe {
-            let seg = list.pop_front();
-            if seg.is_null() {
-                return None;
-            }
-            (*seg).owner.store(owner, Ordering::Release);
-            Some(seg)
-        }
-    })
+    ABANDONED.pop_to(owner)
 }
 
-/// Makes `seg` abandoned: owner null, on the list.
+/// [`AbandonedSegments::push`] on [`ABANDONED`].
 ///
 /// # Safety
-/// `seg` is a live segment its owner gives up, on no owner's list, with its
-/// pools on no list.
+/// As [`AbandonedSegments::push`].
 pub(crate) unsafe fn push(seg: *mut Segment) {
-    ABANDONED.with(|list| {
-        // SAFETY: contract; we hold the lock.
-        unsafe {
-            (*seg).owner.store(core::ptr::null_mut(), Ordering::Release);
-            list.push_front(seg);
-        }
-    })
+    // SAFETY: the caller keeps `push`'s contract.
+    unsafe { ABANDONED.push(seg) }
 }
 
-/// Adopts `seg` for `owner` if it is still abandoned (a free into it from a
-/// thread with a heap); false if someone else took it first.
+/// [`AbandonedSegments::take_if_abandoned`] on [`ABANDONED`].
 ///
 /// # Safety
-/// `seg` is a live segment (the caller holds a live chunk of it).
+/// As [`AbandonedSegments::take_if_abandoned`].
 pub(crate) unsafe fn take_if_abandoned(seg: *mut Segment, owner: *mut ()) -> bool {
-    ABANDONED.with(|list| {
-        // SAFETY: contract; we hold the lock, so the owner and the list
-        // agree (the invariant).
-        unsafe {
-            if !(*seg).owner.load(Ordering::Relaxed).is_null() {
-                return false;
+    // SAFETY: the caller keeps `take_if_abandoned`'s contract.
+    unsafe { ABANDONED.take_if_abandoned(seg, owner) }
+}
+
+/// Loom model of abandonment and adoption, on the real list methods, lock
+/// and segment header (run with `--cfg loom`, see `sync.rs`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::segment_map::SEGMENT_SIZE;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::alloc::Layout;
+
+    /// The model's cores: distinct non-null owners, never dereferenced.
+    const A: usize = 0x10;
+    const B: usize = 0x20;
+    const C: usize = 0x30;
+    const D: usize = 0x40;
+
+    fn core_ptr(id: usize) -> *mut () {
+        core::ptr::without_provenance_mut(id)
+    }
+
+    /// What the model's threads share: an abandoned list with a loom lock
+    /// word, a segment header, and a loom cell standing for the segment's
+    /// owner-only state (page bitmap, pool slots). loom does not see plain
+    /// memory, so the cell is how it checks that each owner's use of that
+    /// state happens after the previous owner's (through the lock).
+    struct Shared {
+        list: AbandonedSegments<crate::sync::AtomicBool>,
+        seg: *mut Segment,
+        state: UnsafeCell<usize>,
+    }
+
+    // SAFETY: `seg` is the model's segment header, shared as the allocator
+    // shares one: its owner-only parts go from owner to owner through the
+    // list's lock, and anyone may read its owner.
+    unsafe impl Send for Shared {}
+    // SAFETY: as for Send.
+    unsafe impl Sync for Shared {}
+
+    impl Shared {
+        /// A segment owned by core `A`, on no list.
+        fn new() -> Shared {
+            let layout = Layout::new::<Segment>();
+            // SAFETY: a non-zero size.
+            let seg = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Segment>();
+            assert!(!seg.is_null());
+            // SAFETY: aligned, zeroed, ours alone.
+            unsafe { Segment::write_header(seg, SEGMENT_SIZE, false, 0, core_ptr(A)) };
+            Shared {
+                list: Locked::from_parts(
+                    SpinLock::from_word(crate::sync::AtomicBool::new(false)),
+                    List::NEW,
+                ),
+                seg,
+                state: UnsafeCell::new(A),
             }
-            list.remove(seg);
-            (*seg).owner.store(owner, Ordering::Release);
-            true
         }
-    })
+
+        /// Owner `me` uses the segment's private state, last used by `prev`.
+        fn use_state(&self, prev: usize, me: usize) {
+            // SAFETY: the cell's own pointer; loom fails the model if this
+            // access races with another owner's.
+            self.state.with_mut(|s| unsafe {
+                assert_eq!(*s, prev);
+                *s = me;
+            });
+        }
+
+        fn owner(&self) -> *mut () {
+            // SAFETY: the segment lives until the model ends.
+            unsafe { (*self.seg).owner() }
+        }
+    }
+
+    impl Drop for Shared {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout, freed once after
+            // every thread is done; the header holds nothing to drop.
+            unsafe { std::alloc::dealloc(self.seg.cast(), Layout::new::<Segment>()) };
+        }
+    }
+
+    /// Core `B`, out of pools, adopts through the list
+    /// (`ThreadPolicy::refill`); `Some(B)` if it got the segment.
+    fn refill(sh: &Shared) -> Option<usize> {
+        let seg = sh.list.pop_to(core_ptr(B))?;
+        assert_eq!(seg, sh.seg);
+        assert_eq!(sh.owner(), core_ptr(B));
+        sh.use_state(A, B);
+        Some(B)
+    }
+
+    /// A thread of core `C` frees a chunk of the segment, which it does not
+    /// own, adopting it if it finds it abandoned (`global::remote::free`);
+    /// `Some(C)` if it did.
+    fn free(sh: &Shared) -> Option<usize> {
+        // SAFETY: a live segment (this thread holds a chunk of it).
+        if sh.owner().is_null() && unsafe { sh.list.take_if_abandoned(sh.seg, core_ptr(C)) } {
+            assert_eq!(sh.owner(), core_ptr(C));
+            sh.use_state(A, C);
+            Some(C)
+        } else {
+            None
+        }
+    }
+
+    /// Core `A`'s thread exit gives up the segment.
+    fn abandon(sh: &Shared) {
+        sh.use_state(A, A);
+        // SAFETY: A's live segment, on no list, its pools on none.
+        unsafe { sh.list.push(sh.seg) };
+    }
+
+    fn spawn(
+        sh: &Arc<Shared>,
+        f: fn(&Shared) -> Option<usize>,
+    ) -> thread::JoinHandle<Option<usize>> {
+        let sh = sh.clone();
+        thread::spawn(move || f(&sh))
+    }
+
+    /// After the threads: the segment has the one owner `winner`, off the
+    /// list, or, with no winner, is still abandoned (owner null, on the
+    /// list) and the next `pop_to` gets it. The lock is free throughout.
+    fn check(sh: &Shared, winner: Option<usize>) {
+        // SAFETY: every other thread is done; the segment is live.
+        let linked = unsafe { (*sh.seg).abandoned.is_linked() };
+        match winner {
+            Some(w) => {
+                assert_eq!(sh.owner(), core_ptr(w));
+                assert!(!linked);
+                assert_eq!(sh.list.with(|l| l.len()), 0);
+            }
+            None => {
+                assert!(sh.owner().is_null());
+                assert!(linked);
+                assert_eq!(sh.list.pop_to(core_ptr(D)), Some(sh.seg));
+                assert_eq!(sh.owner(), core_ptr(D));
+                sh.use_state(A, D);
+            }
+        }
+        assert_eq!(sh.list.with(|l| l.len()), 0);
+    }
+
+    // Each model has two threads on the lock at a time: with two spinning on
+    // a third, loom's scheduler oscillates between the spinners
+    // (tokio-rs/loom#53) and never ends.
+
+    /// Core `A` has abandoned the segment; core `B` (refill) and a thread of
+    /// core `C` (free) race for it: exactly one becomes its owner.
+    #[test]
+    fn loom_abandoned_segment_is_adopted_by_exactly_one_core() {
+        loom::model(|| {
+            let sh = Arc::new(Shared::new());
+            abandon(&sh);
+            let b = spawn(&sh, refill);
+            let c = spawn(&sh, free);
+            let (b, c) = (b.join().unwrap(), c.join().unwrap());
+            assert!(
+                b.is_some() != c.is_some(),
+                "not exactly one owner: {b:?} {c:?}"
+            );
+            check(&sh, b.or(c));
+        });
+    }
+
+    /// Core `A`'s thread exits while a thread of core `C` frees into the
+    /// segment: `C` adopts it only once it is abandoned, else the segment
+    /// stays abandoned.
+    #[test]
+    fn loom_free_races_abandon() {
+        loom::model(|| {
+            let sh = Arc::new(Shared::new());
+            let c = spawn(&sh, free);
+            abandon(&sh);
+            let c = c.join().unwrap();
+            check(&sh, c);
+        });
+    }
+
+    /// Core `A`'s thread exits while core `B` looks for a segment to adopt:
+    /// `B` gets it only once it is abandoned, else it stays abandoned.
+    #[test]
+    fn loom_refill_races_abandon() {
+        loom::model(|| {
+            let sh = Arc::new(Shared::new());
+            let b = spawn(&sh, refill);
+            abandon(&sh);
+            let b = b.join().unwrap();
+            check(&sh, b);
+        });
+    }
 }

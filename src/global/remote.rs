@@ -22,7 +22,6 @@ use crate::flist_core::pool_of_chunk_remote;
 use crate::msg::die;
 use crate::pool::Pool;
 use crate::segment::Segment;
-use core::sync::atomic::Ordering;
 
 /// Frees chunk `addr` of `seg`, a global segment this thread does not own.
 /// Returns true when the segment was adopted by this thread (the caller then
@@ -58,10 +57,7 @@ pub(crate) unsafe fn free(seg: *mut Segment, entry: usize, addr: usize) -> bool 
             // The list was empty: tell the owner. From here the chunk may be
             // collected and the segment released; only the owner core (never
             // unmapped) is touched.
-            (*owner.cast::<ThreadCore>())
-                .policy
-                .remote_flag
-                .store(true, Ordering::Release);
+            (*owner.cast::<ThreadCore>()).policy.remote_flag.raise();
         }
         false
     }

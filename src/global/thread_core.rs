@@ -7,21 +7,22 @@
 use super::{abandoned, budget};
 use crate::flist_core::{Core, Policy};
 use crate::list::{Adapter, Link, List};
-use crate::pool::{EmptyQueue, Pool};
+use crate::pool::{EmptyQueue, Pool, RemoteFlag};
 use crate::segment::Segment;
 use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 /// The per-thread state of the global allocator.
 pub(crate) type ThreadCore = Core<ThreadPolicy>;
 
 /// What a thread's core keeps beyond an `Arena`'s.
 pub(crate) struct ThreadPolicy {
-    /// Set by other threads after they push a chunk onto one of our pools'
-    /// remote lists; cores are never unmapped, so a late store is harmless.
-    pub(crate) remote_flag: AtomicBool,
+    /// Raised by other threads after they push a chunk onto one of our
+    /// pools' empty remote lists; cores are never unmapped, so a late raise
+    /// is harmless.
+    pub(crate) remote_flag: RemoteFlag,
     /// Pools that became empty, oldest first: the reserve. A pool reused
     /// since it was queued stays queued (and counted) until it is popped.
     empty: List<EmptyQueue>,
@@ -59,7 +60,7 @@ impl ThreadPolicy {
     /// A fresh policy with the reserve bounds of the configuration.
     pub(crate) fn new(reserve_pools: usize, reserve_bytes: usize) -> ThreadPolicy {
         ThreadPolicy {
-            remote_flag: AtomicBool::new(false),
+            remote_flag: RemoteFlag::new(),
             empty: List::NEW,
             empty_bytes: 0,
             reserve_pools,
@@ -149,11 +150,7 @@ impl Policy for ThreadPolicy {
     /// Collects chunks other threads freed (when told there are some), then
     /// adopts an abandoned segment.
     fn refill(core: &mut ThreadCore) -> bool {
-        let flag = &core.policy.remote_flag;
-        if flag.load(Ordering::Relaxed)
-            && flag.swap(false, Ordering::Acquire)
-            && core.collect_remote_frees()
-        {
+        if core.policy.remote_flag.take() && core.collect_remote_frees() {
             return true;
         }
         match abandoned::pop_to((core as *mut ThreadCore).cast()) {
@@ -218,5 +215,5 @@ pub(crate) fn abandon(core: &mut ThreadCore) {
             abandoned::push(seg);
         });
     }
-    core.policy.remote_flag.store(false, Ordering::Relaxed);
+    core.policy.remote_flag.clear();
 }
