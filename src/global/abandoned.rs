@@ -160,7 +160,9 @@ impl<W: LockWord> AbandonedSegments<W> {
     /// its pools on no list.
     pub(crate) unsafe fn push(&self, seg: *mut Segment) {
         self.with(|list| {
-            // SAFETY: contract; we hold the lock.
+            // SAFETY: `seg` is live and on no list (precondition), so its
+            // abandoned link is free to use; we hold the lock, under which
+            // owners move to or from null (the list's invariant).
             unsafe {
                 (*seg).owner.store(core::ptr::null_mut(), Ordering::Release);
                 list.push_front(seg);
@@ -175,8 +177,9 @@ impl<W: LockWord> AbandonedSegments<W> {
     /// `seg` is a live segment (the caller holds a live chunk of it).
     pub(crate) unsafe fn take_if_abandoned(&self, seg: *mut Segment, owner: *mut ()) -> bool {
         self.with(|list| {
-            // SAFETY: contract; we hold the lock, so the owner and the list
-            // agree (the invariant).
+            // SAFETY: `seg` is live (its chunk is held by the caller); we
+            // hold the lock, so a null owner means `seg` is on this list (the
+            // list's invariant) and may be removed.
             unsafe {
                 if !(*seg).owner.load(Ordering::Relaxed).is_null() {
                     return false;

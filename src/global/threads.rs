@@ -134,7 +134,9 @@ fn pop_idle() -> *mut ThreadCore {
 /// # Safety
 /// `core` is a live thread core that no thread uses, not on the stack.
 unsafe fn push_idle(core: *mut ThreadCore) {
-    // SAFETY: contract; the stack is touched under its lock.
+    // SAFETY: `core` is live, used by no thread and not on the stack
+    // (precondition), so its idle link is free; the stack is touched only
+    // under its lock, which `with` holds.
     IDLE.with(|idle| unsafe { idle.push_front(core) })
 }
 
