@@ -13,7 +13,7 @@ use std::sync::mpsc;
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
 mod common;
-use common::{child_ok, is_child, DONE};
+use common::{child_ok, is_child, Rng, DONE};
 
 /// Lines of the allocator's own messages.
 fn flist_lines(stderr: &str) -> Vec<&str> {
@@ -32,13 +32,6 @@ fn words(line: &str) -> Vec<&str> {
 /// Work per child: a quarter in a debug build (still through every path:
 /// 1 MiB of pushes crosses from flist slabs into the fallback).
 const SCALE: usize = if cfg!(debug_assertions) { 1 } else { 4 };
-
-fn rng(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 /// Collections, threads with cross-thread frees, a 4 MiB Vec, realloc
 /// growth and shrinking, zeroed and over-aligned blocks; panics on any wrong
@@ -79,11 +72,11 @@ fn workload() {
         .map(|(t, rx)| {
             let next = txs[(t + 1) % 4].clone();
             std::thread::spawn(move || {
-                let mut s = 0x243f_6a88_85a3_08d3u64 ^ t as u64;
+                let mut rng = Rng::new(0x243f_6a88_85a3_08d3 ^ t as u64);
                 let mut sum = 0u64;
                 let mut mine = Vec::new();
                 for _ in 0..SCALE * 20_000 / 4 {
-                    let r = rng(&mut s);
+                    let r = rng.next_u64();
                     let size = if r.is_multiple_of(100) {
                         (r >> 8) as usize % (512 << 10)
                     } else {

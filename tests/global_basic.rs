@@ -7,6 +7,9 @@ use std::sync::mpsc;
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
+mod common;
+use common::Rng;
+
 #[test]
 fn collections_work() {
     assert_eq!(flistalloc::backend(), flistalloc::Backend::Flist);
@@ -34,13 +37,6 @@ fn collections_work() {
     assert!(z.iter().all(|&x| x == 0));
 }
 
-fn rng(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[test]
 fn eight_threads_cross_thread_frees_keep_contents() {
     let ops: usize = if cfg!(debug_assertions) {
@@ -55,11 +51,11 @@ fn eight_threads_cross_thread_frees_keep_contents() {
         .map(|(t, rx)| {
             let next = txs[(t + 1) % 8].clone();
             std::thread::spawn(move || {
-                let mut s = 0x1234_5678_9abc_def1u64 ^ (t as u64 * 0x9e37_79b9);
+                let mut rng = Rng::new(0x1234_5678_9abc_def1 ^ (t as u64 * 0x9e37_79b9));
                 let mut live: Vec<Vec<u8>> = Vec::new();
                 let mut checked = 0u64;
                 for i in 0..ops {
-                    let r = rng(&mut s);
+                    let r = rng.next_u64();
                     let size = match r % 1000 {
                         0..=799 => (r >> 8) as usize % 256,
                         800..=997 => (r >> 8) as usize % 8192,

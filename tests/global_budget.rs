@@ -5,23 +5,17 @@
 //! with the variable set).
 
 use std::hint::black_box;
-use std::os::unix::process::ExitStatusExt;
 
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
 mod common;
-use common::{child_ok, is_child, run_child, DONE};
+use common::{child_aborts, child_ok, is_child, DONE};
 
 /// Runs the child and checks it died of `handle_alloc_error`: SIGABRT, with
 /// std's "memory allocation of N bytes failed" message.
 fn child_aborts_out_of_memory(name: &str, env: &[(&str, &str)]) {
-    let (status, stderr) = run_child(name, env);
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGABRT),
-        "child {name} {env:?}: {status}, expected SIGABRT\n--- stderr ---\n{stderr}"
-    );
+    let stderr = child_aborts(name, env);
     assert!(
         stderr.contains("memory allocation of"),
         "no handle_alloc_error message:\n{stderr}"

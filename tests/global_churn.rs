@@ -17,6 +17,9 @@ use std::thread::JoinHandle;
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
+mod common;
+use common::{rss, Rng};
+
 /// Threads created in all: the full 10,000 in every profile (about 9 s in
 /// release and 17 s in a debug build on two cores).
 const THREADS: usize = 10_000;
@@ -31,26 +34,6 @@ const DELAY: usize = 64;
 /// The bound on RSS growth.
 const SLACK: usize = 16 << 20;
 
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let resident: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .expect("statm has a resident field")
-        .parse()
-        .expect("resident pages are a number");
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    resident * page as usize
-}
-
-fn rng(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// An object whose bytes all equal its tag; the check reads both ends.
 fn object(size: usize, tag: u8) -> Box<[u8]> {
     vec![tag; size].into_boxed_slice()
@@ -63,13 +46,13 @@ fn check(o: &[u8]) -> u64 {
 }
 
 fn worker(n: usize, to_collector: mpsc::SyncSender<Vec<Box<[u8]>>>) -> u64 {
-    let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ (n as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (n as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut mine: Vec<Box<[u8]>> = Vec::new();
     let mut theirs: Vec<Box<[u8]>> = Vec::with_capacity(BATCH);
     let mut bytes = 0;
     let mut sum = 0u64;
     while bytes < PER_THREAD {
-        let r = rng(&mut s);
+        let r = rng.next_u64();
         let size = 16 + (r >> 11) as usize % 497;
         let tag = (r >> 3) as u8;
         bytes += size;
@@ -91,7 +74,7 @@ fn worker(n: usize, to_collector: mpsc::SyncSender<Vec<Box<[u8]>>>) -> u64 {
         }
     }
     while !mine.is_empty() {
-        let i = rng(&mut s) as usize % mine.len();
+        let i = rng.next_u64() as usize % mine.len();
         sum -= check(&mine.swap_remove(i));
     }
     if !theirs.is_empty() {

@@ -15,15 +15,11 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
+mod common;
+use common::Rng;
+
 const FORKS: usize = if cfg!(debug_assertions) { 20 } else { 50 };
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn rng(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 /// What the forked child does. Returns normally only if every check held.
 fn child_work(inherited: Vec<Vec<u8>>) {
@@ -93,10 +89,10 @@ fn forked_child_can_allocate_while_threads_allocate() {
     for t in 0..3u64 {
         let (stop, ops, tx) = (stop.clone(), ops.clone(), tx.clone());
         threads.push(std::thread::spawn(move || {
-            let mut s = 0x5851_f42d_4c95_7f2du64 ^ (t + 1);
+            let mut rng = Rng::new(0x5851_f42d_4c95_7f2d ^ (t + 1));
             let mut live: Vec<Vec<u8>> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let r = rng(&mut s);
+                let r = rng.next_u64();
                 let size = if r.is_multiple_of(256) {
                     (r >> 8) as usize % (1 << 20)
                 } else {

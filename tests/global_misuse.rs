@@ -4,13 +4,12 @@
 
 use std::alloc::Layout;
 use std::hint::black_box;
-use std::os::unix::process::ExitStatusExt;
 
 #[global_allocator]
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
 mod common;
-use common::{is_child, run_child};
+use common::{child_aborts, is_child};
 
 /// Printed by a child that survived its misuse (it must not).
 const SURVIVED: &str = "flist-child-survived";
@@ -18,12 +17,7 @@ const SURVIVED: &str = "flist-child-survived";
 /// Runs test `name` as a child and checks it aborted with exactly one line
 /// from flistalloc, starting `flistalloc: ` and containing `needle`.
 fn child_dies_with(name: &str, needle: &str) {
-    let (status, stderr) = run_child(name, &[]);
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGABRT),
-        "child {name}: {status}, expected SIGABRT\n--- stderr ---\n{stderr}"
-    );
+    let stderr = child_aborts(name, &[]);
     assert!(!stderr.contains(SURVIVED), "{stderr}");
     let lines: Vec<&str> = stderr
         .lines()

@@ -1,8 +1,14 @@
-//! Child-process helpers shared by the global-allocator tests: settings such
-//! as `FLISTALLOC_BACKEND` are read once per process, so a case re-runs this
-//! test binary as a child with the variable set.
+//! The code the integration tests share (each test binary includes it with
+//! `mod common;`):
+//!
+//! * child processes: settings such as `FLISTALLOC_BACKEND` are read once
+//!   per process, so a case re-runs its test binary as a child with the
+//!   variable set ([`run_child`], [`child_ok`], [`child_aborts`]);
+//! * [`rss`], the resident set size of this process;
+//! * [`Rng`], a small deterministic xorshift generator.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 
 /// Set in the child: the test body does the child's work.
@@ -17,11 +23,16 @@ pub fn is_child() -> bool {
 /// Re-runs test `name` of this binary as a child with `env` set (and no
 /// other `FLISTALLOC_*` variable); returns its status and stderr.
 pub fn run_child(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
+    let mut child = Command::new(std::env::current_exe().expect("test binary"));
+    child
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env_remove("FLISTALLOC_BACKEND")
-        .env_remove("FLISTALLOC_CAPACITY")
+        .env(CHILD, "1");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FLISTALLOC_") {
+            child.env_remove(key);
+        }
+    }
+    let out = child
         .envs(env.iter().copied())
         .output()
         .expect("spawn the test binary");
@@ -35,6 +46,17 @@ pub fn child_ok(name: &str, env: &[(&str, &str)]) -> String {
     assert!(
         status.success() && stderr.contains(DONE),
         "child {name} {env:?} failed: {status}\n--- stderr ---\n{stderr}"
+    );
+    stderr
+}
+
+/// Runs the child and checks it aborted (SIGABRT); returns its stderr.
+pub fn child_aborts(name: &str, env: &[(&str, &str)]) -> String {
+    let (status, stderr) = run_child(name, env);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "child {name} {env:?}: {status}, expected SIGABRT\n--- stderr ---\n{stderr}"
     );
     stderr
 }

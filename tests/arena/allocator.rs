@@ -15,16 +15,15 @@
 //!   boxed slice, `Vec<()>`) drop without a panic.
 //!
 //! The sweeps are scaled down under miri
-//! (`cargo +nightly miri test --test arena_allocator`).
+//! (`cargo +nightly miri test -p flistalloc --test arena`).
 
+use crate::{layout, MIB};
 use allocator_api2::alloc::{AllocError, Allocator};
 use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
 use flistalloc::Arena;
 use std::alloc::Layout;
 use std::ptr::NonNull;
-
-const MIB: usize = 1 << 20;
 
 /// What free chunks are filled with before they are reused.
 const DIRT: u8 = 0xAB;
@@ -46,10 +45,6 @@ const ALIGNS: &[usize] = if cfg!(miri) {
 } else {
     &[1, 2, 8, 16, 32, 64, 256, 1024, 4096]
 };
-
-fn layout(size: usize, align: usize) -> Layout {
-    Layout::from_size_align(size, align).unwrap()
-}
 
 /// The bytes of a block whose whole length the test has initialised.
 ///

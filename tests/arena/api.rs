@@ -14,36 +14,11 @@
 //!   grow/shrink);
 //! * `Error` and `Arena` trait facts (`std::error::Error`, `Send`, not `Sync`).
 
+use crate::{expected_slab, layout, round_pages, KIB, MIB, PAGE};
 use allocator_api2::alloc::{AllocError, Allocator};
 use flistalloc::{slabs, suitable_slab, Arena, Error, Info, SlabUse, MAX_ARENA_SIZE};
-use std::alloc::Layout;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-
-const KIB: usize = 1 << 10;
-const MIB: usize = 1 << 20;
-const PAGE: usize = 4096;
-
-fn layout(size: usize, align: usize) -> Layout {
-    Layout::from_size_align(size, align).unwrap()
-}
-
-fn round_pages(n: usize) -> usize {
-    n.div_ceil(PAGE) * PAGE
-}
-
-/// The slab a `Layout` must get, from the public contract alone: the smallest
-/// slab `>= size` (size 0 counts as 1) whose chunks are aligned to `align`,
-/// a chunk of slab `s` being aligned to the largest power of two dividing `s`,
-/// capped at the page.
-fn expected_slab(size: usize, align: usize) -> usize {
-    let from = slabs().partition_point(|&s| s < size.max(1));
-    slabs()[from..]
-        .iter()
-        .copied()
-        .find(|&s| (1usize << s.trailing_zeros()).min(PAGE) >= align)
-        .expect("a slab exists for every size up to 1 TiB")
-}
 
 /// Runs `f`, which must panic, and returns its panic message.
 fn panic_message(f: impl FnOnce()) -> String {
@@ -697,7 +672,7 @@ fn info_and_utilization_after_a_known_sequence() {
 #[test]
 #[cfg_attr(
     miri,
-    ignore = "too slow under miri; tests/arena_props.rs covers these paths scaled down"
+    ignore = "too slow under miri; tests/arena/props.rs covers these paths scaled down"
 )]
 fn pools_double_up_to_256_kib() {
     let arena = Arena::new(64 * MIB);
@@ -845,7 +820,7 @@ fn one_mib_arena_serves_4_kib_chunks_until_full() {
 #[test]
 #[cfg_attr(
     miri,
-    ignore = "too slow under miri; tests/arena_props.rs covers these paths scaled down"
+    ignore = "too slow under miri; tests/arena/props.rs covers these paths scaled down"
 )]
 fn small_arenas_fill_nearly_to_capacity_for_many_sizes() {
     // A page-multiple capacity is filled to within one pool's rounding of
@@ -997,7 +972,7 @@ fn alloc_sizes_map_to_their_slabs_and_alignments_hold() {
 #[test]
 #[cfg_attr(
     miri,
-    ignore = "too slow under miri; tests/arena_props.rs covers these paths scaled down"
+    ignore = "too slow under miri; tests/arena/props.rs covers these paths scaled down"
 )]
 fn chunks_are_fully_writable_and_do_not_overlap() {
     let arena = Arena::new(16 * MIB);
@@ -1060,7 +1035,7 @@ fn debug_output_shows_info() {
 #[test]
 #[cfg_attr(
     miri,
-    ignore = "too slow under miri; tests/arena_props.rs covers these paths scaled down"
+    ignore = "too slow under miri; tests/arena/props.rs covers these paths scaled down"
 )]
 fn vec_new_in_grows_to_100k_elements() {
     let arena = Arena::new(64 * MIB);
@@ -1085,7 +1060,7 @@ fn vec_new_in_grows_to_100k_elements() {
 #[test]
 #[cfg_attr(
     miri,
-    ignore = "too slow under miri; tests/arena_props.rs covers these paths scaled down"
+    ignore = "too slow under miri; tests/arena/props.rs covers these paths scaled down"
 )]
 fn nested_collections_in_an_arena() {
     let arena = Arena::new(64 * MIB);

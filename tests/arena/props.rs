@@ -13,38 +13,21 @@
 //! * failures are exactly the predicted ones: a size outside the chunk range,
 //!   or no free chunk in the slab and no room left for a page-rounded chunk.
 //!
-//! Scaled down under miri (`cargo +nightly miri test --test arena_props`).
+//! Scaled down under miri (`cargo +nightly miri test -p flistalloc --test arena`).
 
+use crate::{expected_slab, round_pages, PAGE};
 use allocator_api2::alloc::Allocator;
-use flistalloc::{slabs, Arena, Error};
+use flistalloc::{Arena, Error};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-const PAGE: usize = 4096;
 /// Largest request the test makes.
 const MAX_SIZE: usize = if cfg!(miri) { 64 << 10 } else { 1 << 20 };
 const CASES: u32 = if cfg!(miri) { 4 } else { 64 };
 const MAX_OPS: usize = if cfg!(miri) { 24 } else { 200 };
-
-fn round_pages(n: usize) -> usize {
-    n.div_ceil(PAGE) * PAGE
-}
-
-/// The slab a request must get, from the public contract alone: the smallest
-/// slab `>= size` (size 0 counts as 1) whose chunks are aligned to `align`, a
-/// chunk of slab `s` being aligned to the largest power of two dividing `s`,
-/// capped at the page.
-fn expected_slab(size: usize, align: usize) -> usize {
-    let from = slabs().partition_point(|&s| s < size.max(1));
-    slabs()[from..]
-        .iter()
-        .copied()
-        .find(|&s| (1usize << s.trailing_zeros()).min(PAGE) >= align)
-        .expect("a slab exists for every size up to 1 TiB")
-}
 
 #[derive(Debug, Clone, Copy)]
 enum How {
@@ -487,7 +470,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Arena shape: capacity (page multiples; see the ignored test in
-/// tests/arena.rs for other capacities) and an optional chunk range.
+/// tests/arena/api.rs for other capacities) and an optional chunk range.
 fn shape() -> impl Strategy<Value = (usize, Option<(usize, usize)>)> {
     let capacity = if cfg!(miri) {
         prop_oneof![Just(256usize << 10), Just(8usize << 20)].boxed()
