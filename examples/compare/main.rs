@@ -8,7 +8,7 @@
 //! cargo run --release --example compare -- --json out.json --svg out.svg
 //! ```
 //!
-//! Six workloads, (a) to (f), each run with four allocators: `flist`,
+//! Eight workloads, (a) to (h), each run with four allocators: `flist`,
 //! `malloc` (glibc) and `jemalloc` (the three run-time backends of
 //! [`flistalloc::Flist`], chosen by `FLISTALLOC_BACKEND`) and `mimalloc`.
 //!
@@ -43,7 +43,7 @@
 //! * `main.rs`: the command line, the parent (runs the children, checks
 //!   checksums) and the child (one workload, one result line).
 //! * `allocators.rs`: the allocator switch and the four columns.
-//! * `workloads/`: the six workloads, one file each.
+//! * `workloads/`: the eight workloads, one file each.
 //! * `report.rs`: the table, JSON and chart (mostly in the support crate).
 //!
 //! (The explicit `Arena` API against malloc, single-threaded:
@@ -68,7 +68,7 @@ use workloads::{Workload, WORKLOADS};
 const USAGE: &str = "\
 usage: compare [--quick] [--runs N] [--only NAME[,NAME...]] [--json PATH] [--svg PATH]
 
-Runs six allocation workloads with flist, glibc malloc, jemalloc and mimalloc,
+Runs eight allocation workloads with flist, glibc malloc, jemalloc and mimalloc,
 each (workload, allocator, run) in a fresh child process, checks that all give
 the same checksum, and prints median time, peak RSS and ratios to the best.
 

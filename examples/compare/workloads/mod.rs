@@ -1,4 +1,4 @@
-//! The six workloads, (a) to (f), one per file. Each is a function of the
+//! The eight workloads, (a) to (h), one per file. Each is a function of the
 //! [`Scale`] that returns a checksum: a sum over the work done (never over
 //! orders, addresses, thread schedules or hash seeds), so every allocator must
 //! give the same one. Their random choices come from [`Rng`], seeded the same
@@ -9,7 +9,9 @@ mod frag;
 mod json;
 mod maps;
 mod prodcons;
+mod randfree;
 mod server;
+mod threads;
 
 pub use support::child::Extra;
 pub use support::rng::Rng;
@@ -110,5 +112,17 @@ pub const WORKLOADS: &[Workload] = &[
         letter: 'f',
         about: "fragmentation: allocate a lot, free 90% at random, allocate other sizes (1 thread)",
         run: frag::run,
+    },
+    Workload {
+        name: "threads",
+        letter: 'g',
+        about: "short-lived threads: thousands, each allocates a few hundred 64 B - 4 KiB blocks, hands a few to main",
+        run: threads::run,
+    },
+    Workload {
+        name: "randfree",
+        letter: 'h',
+        about: "random free: millions of small blocks freed in random order, refilled with other sizes (1 thread)",
+        run: randfree::run,
     },
 ];
