@@ -6,7 +6,12 @@
 //! cargo run --release --example compare -- --quick           # small sizes, a smoke test (< 20 s)
 //! cargo run --release --example compare -- --only json,frag --runs 5
 //! cargo run --release --example compare -- --json out.json --svg out.svg
+//! cargo run --release --example compare -- --cmd 'python3 script.py' --runs 5
+//! cargo run --release --example compare -- --check-output -- git log --oneline
 //! ```
+//!
+//! With `--cmd` (or a command after `--`) it compares the backends on any
+//! existing program instead: see `cmd.rs`.
 //!
 //! Eight workloads, (a) to (h), each run with four allocators: `flist`,
 //! `malloc` (glibc) and `jemalloc` (the three run-time backends of
@@ -45,11 +50,15 @@
 //! * `allocators.rs`: the allocator switch and the four columns.
 //! * `workloads/`: the eight workloads, one file each.
 //! * `report.rs`: the table, JSON and chart (mostly in the support crate).
+//! * `cmd.rs`: `--cmd`, any program under each backend (`LD_PRELOAD` of
+//!   `libflistalloc.so`, the system's jemalloc and mimalloc, or
+//!   `FLISTALLOC_BACKEND` alone for a Rust program that uses `Flist`).
 //!
 //! (The explicit `Arena` API against malloc, single-threaded:
 //! `examples/arena_compare.rs`.)
 
 mod allocators;
+mod cmd;
 mod report;
 mod workloads;
 
@@ -67,6 +76,9 @@ use workloads::{Workload, WORKLOADS};
 
 const USAGE: &str = "\
 usage: compare [--quick] [--runs N] [--only NAME[,NAME...]] [--json PATH] [--svg PATH]
+       compare --cmd 'PROGRAM ARGS...' [--runs N] [--check-output] [--stdin PATH]
+               [--columns NAME[,NAME...]] [--lib PATH] [--json PATH] [--svg PATH]
+       compare [OPTIONS] -- PROGRAM ARGS...
 
 Runs eight allocation workloads with flist, glibc malloc, jemalloc and mimalloc,
 each (workload, allocator, run) in a fresh child process, checks that all give
@@ -81,8 +93,25 @@ the same checksum, and prints median time, peak RSS and ratios to the best.
   --svg PATH     also write a bar chart (time and peak RSS ratios) to PATH
   -h, --help     this message
 
-Exit status: 0 on success, 1 if a child fails or checksums disagree, 2 on bad
-arguments.";
+Any existing program instead of the workloads:
+  --cmd 'PROGRAM ARGS...'  split like a shell would (quotes, backslashes);
+                 or put the program and its arguments, verbatim, after `--`.
+                 Columns: flist, malloc, jemalloc (LD_PRELOAD of
+                 libflistalloc.so with FLISTALLOC_BACKEND; built if missing),
+                 libjemalloc and libmimalloc (the system's, when installed),
+                 system (nothing preloaded). A Rust program using
+                 flistalloc::Flist is switched by FLISTALLOC_BACKEND alone.
+  --check-output the program's stdout must be the same in every run
+  --stdin PATH   feed this file to every run (`-`: compare's own stdin, read
+                 once); without it the program's stdin is /dev/null
+  --columns NAMES  only these columns: flist, malloc, jemalloc,
+                 libjemalloc, libmimalloc, system
+  --lib PATH     the libflistalloc.so to preload (default:
+                 <target>/release-c/libflistalloc.so)
+
+Exit status: 0 on success, 1 if a child fails or checksums disagree (with
+--cmd: the program fails in a run, --check-output finds different output, a
+column cannot be proven, or the program is not found), 2 on bad arguments.";
 
 struct Options {
     scale: Scale,
@@ -90,9 +119,12 @@ struct Options {
     only: Option<Vec<String>>,
     json: Option<String>,
     svg: Option<String>,
+    /// `--cmd` (or `-- PROGRAM ARGS...`) and its options.
+    cmd: Option<cmd::CmdOptions>,
 }
 
-/// Parses the command line (lexopt); `None` for `-h` / `--help`.
+/// Parses the command line (lexopt); `None` for `-h` / `--help`. Everything
+/// after the first `--` is the program to run and its arguments, verbatim.
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut opts = Options {
         scale: Scale::Full,
@@ -100,18 +132,87 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         only: None,
         json: None,
         svg: None,
+        cmd: None,
+    };
+    let (mine, after) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], Some(&args[i + 1..])),
+        None => (args, None),
     };
     let known: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
-    let mut p = Parser::from_args(args);
+    let mut argv: Option<Vec<String>> = None;
+    let (mut check_output, mut lib, mut columns, mut stdin) = (false, None, None, None);
+    let mut quick_or_only = None;
+    let mut p = Parser::from_args(mine);
     while let Some(arg) = cli::next(&mut p)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(None),
-            Arg::Long("quick") => opts.scale = Scale::Quick,
+            Arg::Long("quick") => {
+                opts.scale = Scale::Quick;
+                quick_or_only = Some("--quick");
+            }
             Arg::Long("runs") => opts.runs = cli::runs(&mut p)?,
-            Arg::Long("only") => opts.only = Some(cli::only(&mut p, &known)?),
+            Arg::Long("only") => {
+                opts.only = Some(cli::only(&mut p, &known)?);
+                quick_or_only = Some("--only");
+            }
             Arg::Long("json") => opts.json = Some(cli::value(&mut p, "--json", "a file path")?),
             Arg::Long("svg") => opts.svg = Some(cli::value(&mut p, "--svg", "a file path")?),
+            Arg::Long("cmd") => {
+                let line = cli::value(&mut p, "--cmd", "a program to run")?;
+                argv = Some(cli::split_command(&line)?);
+            }
+            Arg::Long("check-output") => check_output = true,
+            Arg::Long("lib") => lib = Some(cli::value(&mut p, "--lib", "a file path")?),
+            Arg::Long("stdin") => stdin = Some(cli::value(&mut p, "--stdin", "a file path or -")?),
+            Arg::Long("columns") => {
+                let v = cli::value(&mut p, "--columns", "column names")?;
+                let names: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
+                if let Some(bad) = names.iter().find(|n| !cmd::COLUMN_NAMES.contains(&n.as_str())) {
+                    return Err(format!(
+                        "--columns: unknown column {bad:?} (known: {})",
+                        cmd::COLUMN_NAMES.join(", ")
+                    ));
+                }
+                columns = Some(names);
+            }
             arg => return Err(cli::unknown(arg)),
+        }
+    }
+    if let Some(after) = after {
+        if argv.is_some() {
+            return Err("give the program either with --cmd or after --, not both".to_owned());
+        }
+        if after.is_empty() {
+            return Err("-- needs a program to run after it".to_owned());
+        }
+        argv = Some(after.to_vec());
+    }
+    match argv {
+        Some(argv) => {
+            if let Some(o) = quick_or_only {
+                return Err(format!("{o} is for the built-in workloads, not for --cmd"));
+            }
+            opts.cmd = Some(cmd::CmdOptions {
+                argv,
+                runs: opts.runs,
+                json: opts.json.clone(),
+                svg: opts.svg.clone(),
+                check_output,
+                lib,
+                columns,
+                stdin,
+            });
+        }
+        None => {
+            let given = [
+                (check_output, "--check-output"),
+                (lib.is_some(), "--lib"),
+                (columns.is_some(), "--columns"),
+                (stdin.is_some(), "--stdin"),
+            ];
+            if let Some((_, o)) = given.iter().find(|(g, _)| *g) {
+                return Err(format!("{o} needs --cmd (a program to run)"));
+            }
         }
     }
     Ok(Some(opts))
@@ -182,12 +283,18 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("--probe") {
+        return cmd::probe();
+    }
     let opts = match cli::or_usage("compare", USAGE, parse_args(&args)) {
         Ok(o) => o,
         Err(exit) => return exit,
     };
     if cfg!(debug_assertions) {
         eprintln!("compare: warning: a debug build; timings mean little (use --release)");
+    }
+    if let Some(c) = &opts.cmd {
+        return cli::exit_status("compare", cmd::compare_cmd(c, &args));
     }
     cli::exit_status("compare", compare(&opts, &args))
 }

@@ -96,6 +96,20 @@ pub fn only(p: &mut Parser, known: &[&str]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Splits a command line the way a POSIX shell would (quotes and
+/// backslashes; no variables, globs or redirections), with `shlex`: the
+/// `--cmd 'PROGRAM ARGS...'` value of `compare`. An empty command, or one
+/// with an unclosed quote, is an error that says so.
+pub fn split_command(line: &str) -> Result<Vec<String>, String> {
+    match shlex::split(line) {
+        None => Err(format!(
+            "--cmd: unbalanced quotes or a trailing backslash in {line:?}"
+        )),
+        Some(words) if words.is_empty() => Err("--cmd needs a program to run".to_owned()),
+        Some(words) => Ok(words),
+    }
+}
+
 /// Whether workload `name` is selected by an `--only` list (all are
 /// without one).
 pub fn selected(only: &Option<Vec<String>>, name: &str) -> bool {
@@ -183,6 +197,28 @@ mod tests {
         );
         assert_eq!(parse(&["--json"]), Err("--json needs a file path".into()));
         assert!(parse(&["--quick=yes"]).is_err());
+    }
+
+    #[test]
+    fn command_lines() {
+        assert_eq!(
+            split_command(r#"python3 -c 'print("a b")' "two words" back\ slash"#),
+            Ok(vec![
+                "python3".to_owned(),
+                "-c".to_owned(),
+                r#"print("a b")"#.to_owned(),
+                "two words".to_owned(),
+                "back slash".to_owned()
+            ])
+        );
+        assert_eq!(
+            split_command("  "),
+            Err("--cmd needs a program to run".into())
+        );
+        assert_eq!(
+            split_command("echo 'open"),
+            Err(r#"--cmd: unbalanced quotes or a trailing backslash in "echo 'open""#.into())
+        );
     }
 
     #[test]
