@@ -898,16 +898,16 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
         println!();
         println!("targets:");
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-        println!(
-            "  flist time / glibc ({g})                      {t:>5.2}x  (target <= 1.00x: {})",
-            verdict(t <= 1.0)
-        );
+        let line = |what: String, v: f64| {
+            println!(
+                "  {what:<46} {v:>5.2}x  (target <= 1.00x: {})",
+                verdict(v <= 1.0)
+            );
+        };
+        line(format!("flist time / glibc ({g})"), t);
         if let Some(m) = smallest_other {
             let r = cells[fi].hwm_kb as f64 / m.max(1) as f64;
-            println!(
-                "  flist peak RSS / the smallest of the others   {r:>5.2}x  (target <= 1.00x: {})",
-                verdict(r <= 1.0)
-            );
+            line("flist peak RSS / the smallest of the others".to_owned(), r);
         }
     }
     if opts.check_output {

@@ -316,14 +316,19 @@ impl Meta {
     }
 }
 
-/// `base` followed by ` -- ARGS` when there are arguments.
+/// `base` followed by ` -- ARGS` when there are arguments, each quoted for
+/// a POSIX shell when it needs it (`shlex`), so the line can be pasted back.
 pub fn command_line(base: &str, args: &[String]) -> String {
     let mut command = String::from(base);
     if !args.is_empty() {
         command.push_str(" --");
         for a in args {
             command.push(' ');
-            command.push_str(a);
+            match shlex::try_quote(a) {
+                Ok(q) => command.push_str(&q),
+                // A NUL byte cannot be quoted; show it as it is.
+                Err(_) => command.push_str(a),
+            }
         }
     }
     command
@@ -467,5 +472,9 @@ pub(crate) mod tests {
             "cargo run -- --quick --runs 1"
         );
         assert_eq!(command_line("cargo run", &[]), "cargo run");
+        assert_eq!(
+            command_line("c", &["--cmd".into(), "python3 -c 'print(1)'".into()]),
+            r#"c -- --cmd "python3 -c 'print(1)'""#
+        );
     }
 }
