@@ -335,7 +335,8 @@ struct Col {
 
 impl Col {
     fn configure(&self, cmd: &mut Command) {
-        cmd.env_remove("LD_PRELOAD").env_remove("FLISTALLOC_BACKEND");
+        cmd.env_remove("LD_PRELOAD")
+            .env_remove("FLISTALLOC_BACKEND");
         if let Some(p) = &self.preload {
             cmd.env("LD_PRELOAD", p);
         }
@@ -439,7 +440,11 @@ fn columns(opts: &CmdOptions, kind: &Kind) -> Result<Vec<Col>, String> {
             .is_some_and(|c| c.iter().any(|x| x == n))
     };
     let mut cols = Vec::new();
-    let backends = [("flist", "flist"), ("malloc", "malloc"), ("jemalloc", "jemalloc")];
+    let backends = [
+        ("flist", "flist"),
+        ("malloc", "malloc"),
+        ("jemalloc", "jemalloc"),
+    ];
     if backends.iter().any(|(n, _)| asked(n)) {
         let lib = if flist_prog {
             None
@@ -636,7 +641,14 @@ struct Outcome {
 fn status_text(s: &ExitStatus) -> String {
     match (s.code(), s.signal()) {
         (Some(c), _) => format!("exit {c}"),
-        (None, Some(sig)) => format!("killed by signal {sig}{}", if s.core_dumped() { " (core dumped)" } else { "" }),
+        (None, Some(sig)) => format!(
+            "killed by signal {sig}{}",
+            if s.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            }
+        ),
         _ => format!("{s}"),
     }
 }
@@ -720,8 +732,10 @@ fn run_once(
 
 /// The first line where `a` and `b` differ, for the error message.
 fn first_difference(a: &[u8], b: &[u8]) -> String {
-    let (la, lb): (Vec<&[u8]>, Vec<&[u8]>) =
-        (a.split(|&c| c == b'\n').collect(), b.split(|&c| c == b'\n').collect());
+    let (la, lb): (Vec<&[u8]>, Vec<&[u8]>) = (
+        a.split(|&c| c == b'\n').collect(),
+        b.split(|&c| c == b'\n').collect(),
+    );
     let n = la.len().max(lb.len());
     for i in 0..n {
         let (x, y) = (la.get(i), lb.get(i));
@@ -762,11 +776,7 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
         )),
     };
     let cols = columns(opts, &kind)?;
-    eprintln!(
-        "compare: {} is {}",
-        program.display(),
-        kind.describe()
-    );
+    eprintln!("compare: {} is {}", program.display(), kind.describe());
     let mut proofs = Vec::new();
     for c in &cols {
         let p = prove(c, &program, &kind)?;
@@ -806,7 +816,9 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
             let who = format!("{} run {run}", c.name);
             match &reference {
                 None => reference = Some((who, o.stdout.clone())),
-                Some((first, out)) if opts.check_output && output_diff.is_none() && *out != o.stdout => {
+                Some((first, out))
+                    if opts.check_output && output_diff.is_none() && *out != o.stdout =>
+                {
                     output_diff = Some(format!(
                         "the output differs: {who} against {first}, {}",
                         first_difference(out, &o.stdout)
@@ -952,7 +964,11 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
             },
             "failures": failures.len(),
         });
-        let j = results.to_json("flistalloc examples/compare --cmd", &meta, vec![("cmd", cmd)]);
+        let j = results.to_json(
+            "flistalloc examples/compare --cmd",
+            &meta,
+            vec![("cmd", cmd)],
+        );
         support::report::write_file(path, &j.to_string())?;
         eprintln!("compare: wrote {path}");
     }

@@ -167,7 +167,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             Arg::Long("columns") => {
                 let v = cli::value(&mut p, "--columns", "column names")?;
                 let names: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
-                if let Some(bad) = names.iter().find(|n| !cmd::COLUMN_NAMES.contains(&n.as_str())) {
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !cmd::COLUMN_NAMES.contains(&n.as_str()))
+                {
                     return Err(format!(
                         "--columns: unknown column {bad:?} (known: {})",
                         cmd::COLUMN_NAMES.join(", ")
