@@ -838,10 +838,23 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
         }
     }
 
+    // The row's label: the program's name; through `env [NAME=VALUE...]`,
+    // the name of the program env runs.
+    let shown = match program.file_name() {
+        Some(n) if n == "env" => opts.argv[1..]
+            .iter()
+            .find(|a| !a.contains('=') && !a.starts_with('-'))
+            .map(|a| a.rsplit('/').next().unwrap_or(a).to_owned()),
+        _ => None,
+    };
     let label: &'static str = Box::leak(
-        program
-            .file_name()
-            .map_or("program".into(), |n| n.to_string_lossy().into_owned())
+        shown
+            .or_else(|| {
+                program
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "program".to_owned())
             .into_boxed_str(),
     );
     let rows = vec![Row {
