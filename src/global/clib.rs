@@ -334,7 +334,7 @@ unsafe fn large_free(h: *mut Large, addr: usize) {
 /// rounded up to 16 (at least 16), whose slab is a multiple of 16.
 #[inline(always)]
 fn small_index(size: usize) -> usize {
-    size_class::slab_index((size.max(1) + MIN_ALIGN - 1) & !(MIN_ALIGN - 1))
+    size_class::slab_index_16(size)
 }
 
 /// An flist chunk (size at most `LARGEST_FLIST_SIZE`, `16 <= align <=
