@@ -8,7 +8,7 @@
  * libraries loaded later with dlopen. Hidden: called directly from the
  * library's Rust code, never exported. */
 
-static __thread void *flistalloc_slot __attribute__((tls_model("initial-exec")));
+__attribute__((visibility("hidden"))) __thread void *flistalloc_slot __attribute__((tls_model("initial-exec")));
 
 __attribute__((visibility("hidden"))) void *flistalloc_slot_get(void) {
     return flistalloc_slot;

@@ -144,6 +144,16 @@ pub(crate) fn slab_index(size: usize) -> usize {
     }
 }
 
+/// Index of the smallest slab that is a multiple of 16 and holds
+/// `max(size, 1)` bytes, for `size <= SMALL_MAX` (the C library's `malloc`,
+/// whose blocks are 16-byte aligned): the slab of `size` rounded up to 16,
+/// one table load.
+#[inline(always)]
+pub(crate) fn slab_index_16(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    SMALL[((size + 15) >> 4 << 1).max(2)] as usize
+}
+
 #[inline(never)]
 fn slab_index_large(size: usize) -> usize {
     SLABS.partition_point(|&s| s < size)

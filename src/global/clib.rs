@@ -93,7 +93,9 @@ fn backend_now() -> u8 {
 /// Starts the C allocator up if it has not been, and returns the backend
 /// (0 while not started). Without `force`, waits until libc has set
 /// `environ` (ld.so allocates before that, and `getenv` would find
-/// nothing). A call re-entering from the start-up itself returns 0 at once.
+/// nothing). A call re-entering from the start-up itself, or (without
+/// `force`) made while another thread starts it up, returns at once (0:
+/// served from flist).
 #[cold]
 #[inline(never)]
 pub(crate) fn start(force: bool) -> u8 {
@@ -107,7 +109,13 @@ pub(crate) fn start(force: bool) -> u8 {
     if !force && unsafe { core::ptr::addr_of!(libc::environ).read() }.is_null() {
         return 0;
     }
-    INIT_LOCK.lock();
+    // Another thread starting up may wait on a lock we hold (ld.so's, in
+    // dlsym): without `force`, serve this call from flist rather than wait.
+    if force {
+        INIT_LOCK.lock();
+    } else if !INIT_LOCK.try_lock() {
+        return BACKEND.load(Ordering::Acquire);
+    }
     if BACKEND.load(Ordering::Acquire) == 0 {
         INIT_OWNER.store(me, Ordering::Relaxed);
         resolve();
@@ -334,7 +342,7 @@ unsafe fn large_free(h: *mut Large, addr: usize) {
 /// rounded up to 16 (at least 16), whose slab is a multiple of 16.
 #[inline(always)]
 fn small_index(size: usize) -> usize {
-    size_class::slab_index((size.max(1) + MIN_ALIGN - 1) & !(MIN_ALIGN - 1))
+    size_class::slab_index_16(size)
 }
 
 /// An flist chunk (size at most `LARGEST_FLIST_SIZE`, `16 <= align <=

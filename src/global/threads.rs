@@ -39,11 +39,48 @@ thread_local! {
 /// three-instruction C function (see the README for its measured cost).
 #[cfg(feature = "c-library")]
 mod slot {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn get() -> *mut super::ThreadCore {
+        let v: *mut super::ThreadCore;
+        // SAFETY: reads this thread's initial-exec TLS slot `flistalloc_slot`
+        // (csrc/slot.c): its offset from the thread pointer is in the GOT
+        // (R_X86_64_TPOFF64, resolved at load), and %fs is the thread
+        // pointer. Touches no other memory, never allocates.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + flistalloc_slot@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            )
+        };
+        v
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn set(core: *mut super::ThreadCore) {
+        // SAFETY: writes this thread's initial-exec TLS slot, as `get`
+        // reads it.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + flistalloc_slot@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) core,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
     extern "C" {
         fn flistalloc_slot_get() -> *mut core::ffi::c_void;
         fn flistalloc_slot_set(value: *mut core::ffi::c_void);
     }
 
+    #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
     pub(super) fn get() -> *mut super::ThreadCore {
         // SAFETY: reads this thread's initial-exec TLS slot; no
@@ -51,6 +88,7 @@ mod slot {
         unsafe { flistalloc_slot_get().cast() }
     }
 
+    #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
     pub(super) fn set(core: *mut super::ThreadCore) {
         // SAFETY: writes this thread's initial-exec TLS slot; no
