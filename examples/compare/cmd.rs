@@ -62,8 +62,8 @@
 //! proof. What this cannot see: a program that defines `malloc` itself
 //! (then its own definition wins over any preload), or one that execs a
 //! different program with a cleared environment. For a Flist program the
-//! proof is the marker (checked once), and the backend is what Flist reads
-//! from `FLISTALLOC_BACKEND`.
+//! proof is the marker (checked once; the backend is what Flist reads from
+//! `FLISTALLOC_BACKEND`), plus check 1 for its preloaded columns.
 
 use serde_json::{json, Value};
 use std::ffi::CStr;
@@ -508,18 +508,14 @@ fn columns(opts: &CmdOptions, kind: &Kind) -> Result<Vec<Col>, String> {
 /// Checks that `col`'s environment gives the program the allocator it
 /// names (see the module's documentation); returns the proof as text.
 fn prove(col: &Col, program: &Path, kind: &Kind) -> Result<String, String> {
-    if *kind == Kind::Flist {
-        let via = match &col.preload {
-            Some(p) => format!(
-                "; Flist's malloc backend calls malloc, which is {}'s",
-                p.display()
-            ),
-            None => String::new(),
-        };
-        let backend = col.backend.unwrap_or("flist (its default)");
-        return Ok(format!(
-            "Flist program (its binary holds Flist's configuration reader); FLISTALLOC_BACKEND={backend}{via}"
-        ));
+    let flist_text = |backend: Option<&str>| {
+        format!(
+            "Flist program (its binary holds Flist's configuration reader); FLISTALLOC_BACKEND={}",
+            backend.unwrap_or("flist (its default)")
+        )
+    };
+    if *kind == Kind::Flist && col.preload.is_none() {
+        return Ok(flist_text(col.backend));
     }
     // 1. The environment: who serves malloc, and which flistalloc backend.
     let mut cmd = support::child::own_command()?;
@@ -573,7 +569,8 @@ fn prove(col: &Col, program: &Path, kind: &Kind) -> Result<String, String> {
         _ => {}
     }
     let mut proof = format!("malloc() from {malloc}");
-    if let Some(b) = col.backend {
+    // (In a Flist program FLISTALLOC_BACKEND is Flist's, not a library's.)
+    if let Some(b) = col.backend.filter(|_| *kind != Kind::Flist) {
         if backend != b {
             return Err(format!(
                 "column {}: with {} flistalloc_backend() says {backend:?}, not {b:?}",
@@ -587,6 +584,10 @@ fn prove(col: &Col, program: &Path, kind: &Kind) -> Result<String, String> {
     let Some(lib) = &col.preload else {
         return Ok(proof);
     };
+    if *kind == Kind::Flist {
+        // Flist's malloc backend calls malloc, which is the preloaded one's.
+        return Ok(format!("{}; {proof}", flist_text(col.backend)));
+    }
     let elf = match kind {
         Kind::Dynamic => program.to_path_buf(),
         Kind::Script(i) => i.clone(),
@@ -601,7 +602,7 @@ fn prove(col: &Col, program: &Path, kind: &Kind) -> Result<String, String> {
             proof.push_str(&format!("; the program is {why}"));
             return Ok(proof);
         }
-        Kind::Flist => unreachable!("handled above"),
+        Kind::Flist => return Ok(proof),
     };
     let ld = loader().ok_or("no dynamic loader found to check the program with")?;
     let list = Command::new(ld)
