@@ -35,8 +35,10 @@ thread_local! {
 /// pointer in initial-exec TLS, defined in `csrc/slot.c` (built by
 /// `build.rs`), because a Rust `thread_local!` in a `cdylib` is
 /// global-dynamic: every access calls `__tls_get_addr`, which may allocate
-/// (for a library loaded with `dlopen`). Each access is a call to a
-/// three-instruction C function (see the README for its measured cost).
+/// (for a library loaded with `dlopen`). On x86_64 an access is two inlined
+/// instructions (the slot's offset from the GOT, then a `%fs`-relative
+/// move); elsewhere a call to the C accessors of `csrc/slot.c` (the README
+/// gives the measured cost of both).
 #[cfg(feature = "c-library")]
 mod slot {
     #[cfg(target_arch = "x86_64")]
