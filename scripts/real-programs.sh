@@ -9,7 +9,7 @@
 #            (fixed dates and names, so the commit ids are the same too)
 #   make     `make -j2` of tests/real/cproject with gcc (gcc, cc1, as, ld all
 #            preloaded), then the program it built
-#   c++      tests/real/cxx_threads.cpp: std::string, std::map, std::thread
+#   cxx      tests/real/cxx_threads.cpp: std::string, std::map, std::thread
 #   python   PYTHONMALLOC=malloc python3 -m test -j2 test_threading
 #            test_subprocess test_os test_json test_re test_pickle (the
 #            Debian python3 with its libpython3.X-testsuite package, installed
