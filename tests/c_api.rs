@@ -67,7 +67,10 @@ fn blocks_are_aligned_usable_and_calloc_zeroes() {
         for round in 0..3 {
             let p = raw::malloc(n).cast::<u8>();
             errno_kept();
-            assert!(!p.is_null() && p as usize % 16 == 0, "malloc({n})");
+            assert!(
+                !p.is_null() && (p as usize).is_multiple_of(16),
+                "malloc({n})"
+            );
             // SAFETY: live blocks of raw, freed once; the usable size is
             // writable (what is under test).
             unsafe {
@@ -167,11 +170,11 @@ fn alignments_up_to_2_pow_27() {
                 }
                 let p = raw::aligned_alloc(align, size);
                 errno_kept();
-                assert!(!p.is_null() && p as usize % align.max(16) == 0);
+                assert!(!p.is_null() && (p as usize).is_multiple_of(align.max(16)));
                 assert!(raw::usable_size(p) >= size);
                 raw::free(p);
                 let p = raw::memalign(align + align / 2 + 1, size); // rounded up
-                assert!(!p.is_null() && p as usize % (align * 2) == 0);
+                assert!(!p.is_null() && (p as usize).is_multiple_of(align * 2));
                 raw::free(p);
             }
         }
@@ -270,7 +273,7 @@ fn blocks_cross_threads() {
         for (i, p) in ptrs.into_iter().enumerate() {
             // SAFETY: live blocks of raw made by the other thread, freed once.
             unsafe {
-                assert!(raw::usable_size(p as *const c_void) >= 1 + (i * 37) % 3000);
+                assert!(raw::usable_size(p as *const c_void) > (i * 37) % 3000);
                 raw::free(p as *mut c_void);
             }
         }

@@ -39,6 +39,7 @@ static CONSTRUCTOR: extern "C" fn() = constructor;
 /// # Safety
 /// None beyond C's; the function is `unsafe` as every export is.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     raw::malloc(size)
 }
@@ -48,6 +49,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// # Safety
 /// None beyond C's.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     raw::calloc(n, size)
 }
@@ -57,6 +59,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// # Safety
 /// `ptr` is null or a live block of the C allocator.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: the caller's contract is raw::realloc's.
     unsafe { raw::realloc(ptr, size) }
@@ -77,6 +80,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
 /// # Safety
 /// `ptr` is null or a live block of the C allocator, not used afterwards.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     // SAFETY: the caller's contract is raw::free's.
     unsafe { raw::free(ptr) }
@@ -88,8 +92,8 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// As `free`.
 #[no_mangle]
 pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
-    // SAFETY: the caller's contract is raw::free's.
-    unsafe { raw::free(ptr) }
+    // SAFETY: the caller's contract is free's.
+    unsafe { free(ptr) }
 }
 
 /// C `aligned_alloc`.
@@ -97,6 +101,7 @@ pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
 /// # Safety
 /// None beyond C's.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     raw::aligned_alloc(align, size)
 }
@@ -106,6 +111,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// # Safety
 /// `out` is valid for a pointer write.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     // SAFETY: the caller's contract is raw::posix_memalign's.
     unsafe { raw::posix_memalign(out, align, size) }
@@ -116,6 +122,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// # Safety
 /// None beyond C's.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     raw::memalign(align, size)
 }
@@ -125,6 +132,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// # Safety
 /// None beyond C's.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     raw::valloc(size)
 }
@@ -134,6 +142,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// # Safety
 /// None beyond C's.
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     raw::pvalloc(size)
 }
@@ -154,7 +163,8 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
 /// As `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
-    raw::malloc(size)
+    // SAFETY: the same contract (none beyond C's).
+    unsafe { malloc(size) }
 }
 
 /// glibc's alias of `calloc`.
@@ -163,7 +173,8 @@ pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
 /// As `calloc`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
-    raw::calloc(n, size)
+    // SAFETY: the same contract (none beyond C's).
+    unsafe { calloc(n, size) }
 }
 
 /// glibc's alias of `realloc`.
@@ -172,8 +183,8 @@ pub unsafe extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
 /// As `realloc`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: the caller's contract is raw::realloc's.
-    unsafe { raw::realloc(ptr, size) }
+    // SAFETY: the caller's contract is realloc's.
+    unsafe { realloc(ptr, size) }
 }
 
 /// glibc's alias of `free`.
@@ -182,8 +193,8 @@ pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c
 /// As `free`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
-    // SAFETY: the caller's contract is raw::free's.
-    unsafe { raw::free(ptr) }
+    // SAFETY: the caller's contract is free's.
+    unsafe { free(ptr) }
 }
 
 /// glibc's alias of `memalign`.
@@ -192,7 +203,8 @@ pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
 /// As `memalign`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
-    raw::memalign(align, size)
+    // SAFETY: the same contract (none beyond C's).
+    unsafe { memalign(align, size) }
 }
 
 /// glibc's alias of `valloc`.
@@ -201,7 +213,8 @@ pub unsafe extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_vo
 /// As `valloc`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
-    raw::valloc(size)
+    // SAFETY: the same contract (none beyond C's).
+    unsafe { valloc(size) }
 }
 
 /// glibc's alias of `pvalloc`.
@@ -210,7 +223,8 @@ pub unsafe extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
 /// As `pvalloc`.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
-    raw::pvalloc(size)
+    // SAFETY: the same contract (none beyond C's).
+    unsafe { pvalloc(size) }
 }
 
 /// glibc's alias of `posix_memalign`.
@@ -223,8 +237,8 @@ pub unsafe extern "C" fn __posix_memalign(
     align: usize,
     size: usize,
 ) -> c_int {
-    // SAFETY: the caller's contract is raw::posix_memalign's.
-    unsafe { raw::posix_memalign(out, align, size) }
+    // SAFETY: the caller's contract is posix_memalign's.
+    unsafe { posix_memalign(out, align, size) }
 }
 
 /// `const char *flistalloc_backend(void)`: "flist", "malloc" or "jemalloc".

@@ -338,11 +338,15 @@ unsafe fn large_free(h: *mut Large, addr: usize) {
 
 // ---------------------------------------------------------------- allocation
 
-/// The slab index of a `malloc(size)` for `size <= SMALL_MAX`: the size
-/// rounded up to 16 (at least 16), whose slab is a multiple of 16.
+/// The slab index of a `malloc(size)`: the size rounded up to 16 (at least
+/// 16), whose slab is a multiple of 16.
+///
+/// # Safety
+/// `size <= SMALL_MAX`.
 #[inline(always)]
-fn small_index(size: usize) -> usize {
-    size_class::slab_index_16(size)
+unsafe fn small_index(size: usize) -> usize {
+    // SAFETY: the same contract.
+    unsafe { size_class::slab_index_16(size) }
 }
 
 /// An flist chunk (size at most `LARGEST_FLIST_SIZE`, `16 <= align <=
@@ -443,8 +447,8 @@ pub(crate) fn malloc(size: usize) -> *mut c_void {
     if size <= SMALL_MAX && BACKEND.load(Ordering::Relaxed) == FLIST {
         let core = threads::current();
         if core as usize > DETACHED {
-            // SAFETY: this thread's live core; small sizes map to slabs
-            // every thread core serves.
+            // SAFETY: this thread's live core; size <= SMALL_MAX, and small
+            // sizes map to slabs every thread core serves.
             let p = unsafe { (*core).pop_fast(small_index(size)) };
             if !p.is_null() {
                 return p.cast();
@@ -464,7 +468,7 @@ pub(crate) fn calloc(n: usize, size: usize) -> *mut c_void {
     if total <= SMALL_MAX && BACKEND.load(Ordering::Relaxed) == FLIST {
         let core = threads::current();
         if core as usize > DETACHED {
-            // SAFETY: as in `malloc`.
+            // SAFETY: as in `malloc` (total <= SMALL_MAX).
             let p = unsafe { (*core).pop_fast(small_index(total)) };
             if !p.is_null() {
                 // SAFETY: the chunk holds at least `total` bytes.

@@ -108,7 +108,8 @@ fn big_alignment_refused() {
 #[test]
 fn slab_index_16_is_the_aligned_lookup() {
     for size in 0..=SMALL_MAX {
-        let idx = slab_index_16(size);
+        // SAFETY: size <= SMALL_MAX.
+        let idx = unsafe { slab_index_16(size) };
         assert_eq!(Some(idx), slab_index_aligned(size, 16), "size {size}");
         assert_eq!(slab_size(idx) % 16, 0);
         assert!(slab_size(idx) >= size.max(1));
