@@ -19,6 +19,7 @@
 #                                   # tests themselves (library-only checks
 #                                   # print as deviations there)
 # Honours CARGO_TARGET_DIR; programs go to $CARGO_TARGET_DIR/c-tests/.
+# FLISTALLOC_C_LIB=path tests that libflistalloc.so instead of building one.
 # STRESS_SECONDS (default 3) sets the stress run's length per backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,6 +97,7 @@ programs() {
     run "$tag: thread lifecycle" timeout 120 "${env[@]}" LD_PRELOAD="$pre $out/libkeys40.so" "$out/lifecycle"
   run "$tag: stress ($stress_s s)" timeout 120 "${env[@]}" LD_PRELOAD="$pre $out/libkeys40.so" "$out/stress" "$stress_s"
   run "$tag: fork while allocating" timeout 120 "${env[@]}" LD_PRELOAD="$pre" "$out/fork"
+  run "$tag: fork while allocating, 40 keys first" timeout 120 "${env[@]}" LD_PRELOAD="$pre $out/libkeys40.so" "$out/fork"
   run "$tag: dlopen of __thread data" timeout 120 "${env[@]}" LD_PRELOAD="$pre" "$out/dltls" "$out/libdltls.so"
 }
 
@@ -111,8 +113,13 @@ if [ "$mode" = --reference ]; then
   exit 0
 fi
 
-say "building the library: cargo build --profile release-c -p flistalloc-c"
-cargo build --profile release-c -p flistalloc-c || die "cargo build --profile release-c -p flistalloc-c"
+if [ -n "${FLISTALLOC_C_LIB:-}" ]; then
+  lib=$FLISTALLOC_C_LIB
+  say "testing the library FLISTALLOC_C_LIB=$lib (not built here)"
+else
+  say "building the library: cargo build --profile release-c -p flistalloc-c"
+  cargo build --profile release-c -p flistalloc-c || die "cargo build --profile release-c -p flistalloc-c"
+fi
 [ -f "$lib" ] || die "$lib was not built"
 
 run "binary checks (exports, __tls_get_addr)" "$src/check-binary.sh" "$lib"

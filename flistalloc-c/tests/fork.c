@@ -1,4 +1,5 @@
-/* fork while other threads allocate (issue 11, item 6): 4 threads allocate,
+/* fork while other threads allocate (issue 11, item 6): first one fork
+ * while the process is single-threaded; then 4 threads allocate,
  * check and free in a loop (also handing blocks to each other); main forks
  * 12 times (and one worker forks too). Each child allocates and frees,
  * checks the contents of blocks it inherited from the parent's main thread,
@@ -133,6 +134,9 @@ static void atfork_child(void) { pthread_mutex_unlock(&xlock); }
 int main(void) {
     printf("fork: backend %s\n", test_backend() ? test_backend() : "(no libflistalloc)");
     fflush(stdout);
+    /* 0. single-threaded: a fork before any thread exists (as `timeout`,
+     * a shell or make do) */
+    fork_and_check("main, before any thread");
     if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0) fail("pthread_atfork");
     pthread_t t[4], ft;
     for (int i = 0; i < 4; i++)

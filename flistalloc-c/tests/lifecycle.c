@@ -116,6 +116,30 @@ __attribute__((constructor(101))) static void make_keys(void) {
     if (atexit(atexit_early) != 0) fail("atexit");
 }
 
+/* flistalloc_stats().threads under the flist backend ("threads that have a
+ * flist heap now"), or -1 without the library or under another backend. */
+struct stats8 { size_t mapped, flist_pool_bytes, fallback_live, pools_in_use, pools_abandoned, pools_returned, threads, reserve_bytes; };
+static long flist_threads(void) {
+    const char *b = test_backend();
+    int (*fs)(void *, size_t) = (int (*)(void *, size_t))dlsym(RTLD_DEFAULT, "flistalloc_stats");
+    struct stats8 st;
+    if (!b || strcmp(b, "flist") || !fs || fs(&st, sizeof st) != 0) return -1;
+    return (long)st.threads;
+}
+
+/* After every thread but main has been joined (its key destructors and
+ * __libc_thread_freeres done), only main may hold a flist heap: a thread
+ * that allocated again after the allocator's own teardown must not have
+ * attached a new heap (issue 11, item 5). */
+static void only_main_attached(const char *when) {
+    long n = flist_threads();
+    if (n > 1) {
+        char m[160];
+        snprintf(m, sizeof m, "%s: flistalloc_stats().threads = %ld, want at most 1 (a heap attached after a thread's teardown?)", when, n);
+        fail(m);
+    }
+}
+
 /* --- the threads --- */
 
 static void *first_call_free(void *arg) {
@@ -195,6 +219,8 @@ int main(void) {
         join(t);
     }
 
+    only_main_attached("after the first-call-free threads");
+
     /* 2. a thread that only frees main's blocks (small to 2 MiB) */
     struct only_free o = {malloc(10000 * sizeof(void *)), 10000};
     if (!o.blocks) fail("malloc");
@@ -209,6 +235,7 @@ int main(void) {
     for (int i = 0; i < 8; i++) join(kt[i]);
     if (atomic_load(&destructor_allocs) < 8 * NKEYS) fail("key destructors did not all run");
     free_handed();
+    only_main_attached("after the threads whose key destructors allocate");
 
     /* 4. 300 short-lived threads, half detached */
     pthread_attr_t det;
