@@ -38,11 +38,12 @@ impl Policy for ArenaPolicy {
 static NEXT_TAG: AtomicUsize = AtomicUsize::new(2);
 
 fn next_tag() -> usize {
-    // Tags 0 (no segment) and 1 (the global allocator) are reserved. After
-    // 2^21 - 2 arenas tags repeat; the segment's owner pointer is checked as
-    // well, so two live arenas sharing a tag still tell their pointers apart.
+    // Tags 0 (no segment), 1 (the global allocator) and `LARGE_TAG` (the C
+    // library's large blocks) are reserved. After 2^21 - 3 arenas tags
+    // repeat; the segment's owner pointer is checked as well, so two live
+    // arenas sharing a tag still tell their pointers apart.
     let n = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-    2 + n % (TAG_MASK - 1)
+    2 + n % (TAG_MASK - 2)
 }
 
 /// A single-threaded heap with a hard capacity, released in one go: the flist

@@ -37,6 +37,8 @@ pub struct SystemFns {
     pub free: unsafe extern "C" fn(*mut c_void),
     /// `posix_memalign(out, align, size)`.
     pub posix_memalign: unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> libc::c_int,
+    /// `malloc_usable_size(ptr)`.
+    pub malloc_usable_size: unsafe extern "C" fn(*mut c_void) -> usize,
 }
 
 impl SystemFns {
@@ -47,6 +49,7 @@ impl SystemFns {
         realloc: libc::realloc,
         free: libc::free,
         posix_memalign: libc::posix_memalign,
+        malloc_usable_size: libc::malloc_usable_size,
     };
 }
 
@@ -258,6 +261,99 @@ pub(crate) mod jemalloc {
         let new = Layout::from_size_align(new_size.max(1), layout.align()).unwrap_or(layout);
         // SAFETY: contract; rallocx keeps the alignment asked in flags.
         unsafe { je::rallocx(ptr.cast(), new.size(), flags(new)).cast() }
+    }
+}
+
+/// The C library's calls into a whole-process backend (`b` is `Malloc` or
+/// `Jemalloc`), or into glibc for a foreign pointer (`Malloc`): the C
+/// functions of the same names, with C's arguments and results.
+pub(crate) mod c {
+    use super::*;
+    #[cfg(feature = "jemalloc")]
+    use tikv_jemalloc_sys as je;
+
+    /// `malloc(size)`.
+    pub fn malloc(b: Backend, size: usize) -> *mut u8 {
+        match b {
+            #[cfg(feature = "jemalloc")]
+            // SAFETY: jemalloc's malloc takes any size.
+            Backend::Jemalloc => unsafe { je::malloc(size).cast() },
+            // SAFETY: a C malloc (the table's invariant) takes any size.
+            _ => unsafe { (sys().malloc)(size).cast() },
+        }
+    }
+
+    /// `calloc(1, size)`.
+    pub fn calloc(b: Backend, size: usize) -> *mut u8 {
+        match b {
+            #[cfg(feature = "jemalloc")]
+            // SAFETY: jemalloc's calloc takes any sizes.
+            Backend::Jemalloc => unsafe { je::calloc(1, size).cast() },
+            // SAFETY: a C calloc (the table's invariant) takes any sizes.
+            _ => unsafe { (sys().calloc)(1, size).cast() },
+        }
+    }
+
+    /// `posix_memalign` for `align`, a power of two and a multiple of the
+    /// pointer size; null on failure.
+    pub fn memalign(b: Backend, align: usize, size: usize) -> *mut u8 {
+        let mut out = core::ptr::null_mut();
+        let rc = match b {
+            #[cfg(feature = "jemalloc")]
+            // SAFETY: a valid out-pointer and alignment (contract).
+            Backend::Jemalloc => unsafe { je::posix_memalign(&mut out, align, size) },
+            // SAFETY: a C posix_memalign (the table's invariant), a valid
+            // out-pointer and alignment (contract).
+            _ => unsafe { (sys().posix_memalign)(&mut out, align, size) },
+        };
+        if rc == 0 {
+            out.cast()
+        } else {
+            core::ptr::null_mut()
+        }
+    }
+
+    /// `free(ptr)`.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of backend `b` (for `Malloc`: of the functions
+    /// in the table).
+    pub unsafe fn free(b: Backend, ptr: *mut u8) {
+        match b {
+            #[cfg(feature = "jemalloc")]
+            // SAFETY: a live jemalloc block (contract).
+            Backend::Jemalloc => unsafe { je::free(ptr.cast()) },
+            // SAFETY: a live block of the table's allocator (contract).
+            _ => unsafe { (sys().free)(ptr.cast()) },
+        }
+    }
+
+    /// `realloc(ptr, size)`.
+    ///
+    /// # Safety
+    /// As [`free`].
+    pub unsafe fn realloc(b: Backend, ptr: *mut u8, size: usize) -> *mut u8 {
+        match b {
+            #[cfg(feature = "jemalloc")]
+            // SAFETY: a live jemalloc block (contract).
+            Backend::Jemalloc => unsafe { je::realloc(ptr.cast(), size).cast() },
+            // SAFETY: a live block of the table's allocator (contract).
+            _ => unsafe { (sys().realloc)(ptr.cast(), size).cast() },
+        }
+    }
+
+    /// `malloc_usable_size(ptr)`.
+    ///
+    /// # Safety
+    /// As [`free`].
+    pub unsafe fn usable_size(b: Backend, ptr: *mut u8) -> usize {
+        match b {
+            #[cfg(feature = "jemalloc")]
+            // SAFETY: a live jemalloc block (contract).
+            Backend::Jemalloc => unsafe { je::malloc_usable_size(ptr.cast()) },
+            // SAFETY: a live block of the table's allocator (contract).
+            _ => unsafe { (sys().malloc_usable_size)(ptr.cast()) },
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 
 mod abandoned;
 mod budget;
+pub(crate) mod clib;
 mod remote;
 mod thread_core;
 mod threads;

@@ -34,12 +34,13 @@
 //! | 3 | `segment_map.rs` | which 4 MiB granules are flist segments, and whose |
 //! | 3 | `error.rs` | `Error`, the explicit `Arena`'s errors |
 //! | 4 | `pool.rs` | a pool header: free lists, the one pop and push, remote frees |
+//! | 4 | `large.rs` | the C library's large blocks: one mapping each, header, in the segment map |
 //! | 5 | `segment.rs` | a segment: header, page map, pool slots |
 //! | 6 | `backend.rs` | `Backend`; malloc and jemalloc behind one interface |
 //! | 7 | `config.rs` | every setting, read once from the environment |
 //! | 8 | `flist_core.rs` | the single-threaded core `Core<P: Policy>` |
 //! | 9 | `arena.rs`, `arena/` | the explicit `Arena` (arena policy, `Allocator` impl) |
-//! | 9 | `global.rs`, `global/` | `Flist`: thread cores, remote frees, thread exit, routing |
+//! | 9 | `global.rs`, `global/` | `Flist`: thread cores, remote frees, thread exit, routing; `global/clib.rs`: the C allocator (`malloc` and family) |
 //! | 10 | `raw.rs` | the low-level interface for the C library (`flistalloc::raw`) |
 //!
 //! `lib.rs` itself only declares the modules and re-exports the public API.
@@ -58,6 +59,7 @@ mod config;
 mod error;
 mod flist_core;
 mod global;
+mod large;
 mod list;
 mod msg;
 mod os;

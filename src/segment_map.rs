@@ -32,6 +32,9 @@ pub(crate) const TAG_MASK: usize = (1 << TAG_BITS) - 1;
 pub(crate) const HUGE_FLAG: usize = 1 << TAG_BITS;
 /// Tag of segments owned by the global allocator's thread heaps.
 pub(crate) const GLOBAL_TAG: usize = 1;
+/// Tag of the C library's large blocks (`large.rs`): one block per mapping,
+/// its header at the entry's base. Never an arena's tag.
+pub(crate) const LARGE_TAG: usize = TAG_MASK;
 
 struct Leaf {
     entries: [AtomicUsize; LEAF_LEN],

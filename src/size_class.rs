@@ -144,6 +144,23 @@ pub(crate) fn slab_index(size: usize) -> usize {
     }
 }
 
+/// Index of the smallest slab that is a multiple of 16 and holds
+/// `max(size, 1)` bytes, for `size <= SMALL_MAX` (the C library's `malloc`,
+/// whose blocks are 16-byte aligned): the slab of `size` rounded up to 16,
+/// one table load, with no bounds check (the C library's fast path must
+/// not reach the panic machinery even in code it never runs).
+///
+/// # Safety
+/// `size <= SMALL_MAX`.
+#[inline(always)]
+pub(crate) unsafe fn slab_index_16(size: usize) -> usize {
+    let i = ((size + 15) >> 4 << 1).max(2);
+    debug_assert!(i < SMALL_ENTRIES);
+    // SAFETY: size <= SMALL_MAX (contract), so i <= 2 * ((SMALL_MAX + 15)
+    // / 16) = SMALL_MAX / 8 = SMALL_ENTRIES - 1.
+    unsafe { *SMALL.get_unchecked(i) as usize }
+}
+
 #[inline(never)]
 fn slab_index_large(size: usize) -> usize {
     SLABS.partition_point(|&s| s < size)

@@ -90,6 +90,12 @@ impl<W: LockWord> SpinLock<W> {
         }
     }
 
+    /// Takes the lock if it is free; false (nothing taken) if it is held.
+    pub(crate) fn try_lock(&self) -> bool {
+        self.0
+            .cas_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+    }
+
     pub(crate) fn unlock(&self) {
         self.0.store(false, Ordering::Release);
     }

@@ -41,3 +41,16 @@ pub(crate) fn take(bytes: usize) -> bool {
 pub(crate) fn give(bytes: usize) {
     USED.fetch_sub(bytes, Ordering::Relaxed);
 }
+
+/// Gives back up to `bytes` (never below zero): for counts that may not
+/// have been taken (a C `free` of a block the budget never saw).
+pub(crate) fn give_at_most(bytes: usize) {
+    let mut used = USED.load(Ordering::Relaxed);
+    loop {
+        let next = used.saturating_sub(bytes);
+        match USED.compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => used = now,
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::flist_core::Core;
 use crate::list::List;
 use crate::size_class::LARGEST_FLIST_SIZE;
 use crate::stats;
+#[cfg(not(feature = "c-library"))]
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -24,9 +25,78 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 /// run): later allocations go to the fallback, frees are routed by address.
 pub(crate) const DETACHED: usize = 1;
 
+#[cfg(not(feature = "c-library"))]
 thread_local! {
     /// This thread's core, null before its first allocation, or `DETACHED`.
     static CURRENT: Cell<*mut ThreadCore> = const { Cell::new(null_mut()) };
+}
+
+/// The C library's thread-local slot (cargo feature `c-library`): one
+/// pointer in initial-exec TLS, defined in `csrc/slot.c` (built by
+/// `build.rs`), because a Rust `thread_local!` in a `cdylib` is
+/// global-dynamic: every access calls `__tls_get_addr`, which may allocate
+/// (for a library loaded with `dlopen`). On x86_64 an access is two inlined
+/// instructions (the slot's offset from the GOT, then a `%fs`-relative
+/// move); elsewhere a call to the C accessors of `csrc/slot.c` (the README
+/// gives the measured cost of both).
+#[cfg(feature = "c-library")]
+mod slot {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn get() -> *mut super::ThreadCore {
+        let v: *mut super::ThreadCore;
+        // SAFETY: reads this thread's initial-exec TLS slot `flistalloc_slot`
+        // (csrc/slot.c): its offset from the thread pointer is in the GOT
+        // (R_X86_64_TPOFF64, resolved at load), and %fs is the thread
+        // pointer. Touches no other memory, never allocates.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + flistalloc_slot@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            )
+        };
+        v
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn set(core: *mut super::ThreadCore) {
+        // SAFETY: writes this thread's initial-exec TLS slot, as `get`
+        // reads it.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + flistalloc_slot@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) core,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    extern "C" {
+        fn flistalloc_slot_get() -> *mut core::ffi::c_void;
+        fn flistalloc_slot_set(value: *mut core::ffi::c_void);
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    pub(super) fn get() -> *mut super::ThreadCore {
+        // SAFETY: reads this thread's initial-exec TLS slot; no
+        // precondition, never allocates.
+        unsafe { flistalloc_slot_get().cast() }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    pub(super) fn set(core: *mut super::ThreadCore) {
+        // SAFETY: writes this thread's initial-exec TLS slot; no
+        // precondition, never allocates.
+        unsafe { flistalloc_slot_set(core.cast()) }
+    }
 }
 
 /// The pthread key whose destructor detaches a thread's core.
@@ -45,7 +115,31 @@ static RESERVE_BYTES: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESE
 /// This thread's core: null, `DETACHED`, or a live core only this thread uses.
 #[inline(always)]
 pub(crate) fn current() -> *mut ThreadCore {
-    CURRENT.with(|c| c.get())
+    #[cfg(not(feature = "c-library"))]
+    return CURRENT.with(|c| c.get());
+    #[cfg(feature = "c-library")]
+    return slot::get();
+}
+
+/// Sets this thread's core (or `DETACHED`).
+#[inline(always)]
+fn set_current(core: *mut ThreadCore) {
+    #[cfg(not(feature = "c-library"))]
+    CURRENT.with(|c| c.set(core));
+    #[cfg(feature = "c-library")]
+    slot::set(core);
+}
+
+/// Registers the calling thread's core, if it has one, with the thread-exit
+/// key: for a thread (the C library's first) that attached before the
+/// configuration was read and the key made.
+pub(crate) fn register_current() {
+    let core = current();
+    let key = THREAD_KEY.load(Ordering::Relaxed);
+    if core as usize > DETACHED && key != usize::MAX {
+        // SAFETY: a key made by pthread_key_create; the value is our core.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, core.cast()) };
+    }
 }
 
 /// Creates the thread-exit key and registers the fork handlers; sets the
@@ -89,13 +183,15 @@ pub(crate) fn attach() -> *mut ThreadCore {
     // SAFETY: a live core no thread uses (fresh, or off the idle stack); its
     // lock was initialised when it was made.
     unsafe { lock_owner(core) };
+    stats::THREADS.fetch_add(1, Ordering::Relaxed);
+    // Before the key: `pthread_setspecific` allocates for a key index of 32
+    // or more, and that allocation must find this core, not attach again.
+    set_current(core);
     let key = THREAD_KEY.load(Ordering::Relaxed);
     if key != usize::MAX {
         // SAFETY: a key made by pthread_key_create; the value is our core.
         unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, core.cast()) };
     }
-    stats::THREADS.fetch_add(1, Ordering::Relaxed);
-    CURRENT.with(|c| c.set(core));
     core
 }
 
@@ -146,7 +242,7 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
     if core.is_null() {
         return;
     }
-    CURRENT.with(|c| c.set(DETACHED as *mut ThreadCore));
+    set_current(DETACHED as *mut ThreadCore);
     // SAFETY: the core belongs to this (exiting) thread, which holds its
     // `owner_lock`, so neither another thread nor a reaper touches its
     // private state; once detached and unlocked it is no thread's, and goes
@@ -247,15 +343,18 @@ extern "C" fn fork_prepare() {
     REAP_LOCK.lock();
     IDLE.lock.lock();
     ABANDONED.lock.lock();
+    super::clib::LARGE_CACHE.lock.lock();
 }
 
 extern "C" fn fork_parent() {
+    super::clib::LARGE_CACHE.lock.unlock();
     ABANDONED.lock.unlock();
     IDLE.lock.unlock();
     REAP_LOCK.unlock();
 }
 
 extern "C" fn fork_child() {
+    super::clib::LARGE_CACHE.lock.unlock();
     ABANDONED.lock.unlock();
     IDLE.lock.unlock();
     REAP_LOCK.unlock();

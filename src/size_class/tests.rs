@@ -104,3 +104,14 @@ fn big_alignment_refused() {
     assert_eq!(slab_index_aligned(16, 8192), None);
     assert_eq!(slab_index_aligned(MAX_ARENA_SIZE + 1, 8), None);
 }
+
+#[test]
+fn slab_index_16_is_the_aligned_lookup() {
+    for size in 0..=SMALL_MAX {
+        // SAFETY: size <= SMALL_MAX.
+        let idx = unsafe { slab_index_16(size) };
+        assert_eq!(Some(idx), slab_index_aligned(size, 16), "size {size}");
+        assert_eq!(slab_size(idx) % 16, 0);
+        assert!(slab_size(idx) >= size.max(1));
+    }
+}
