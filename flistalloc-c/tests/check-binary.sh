@@ -81,6 +81,8 @@ for f in malloc free calloc realloc posix_memalign aligned_alloc malloc_usable_s
       ;;
   esac
 done
-all=$(objdump -d --no-show-raw-insn "$lib" | grep -cE '\s(call|jmp)\s.*__tls_get_addr' || true)
-echo "check-binary: note: calls to __tls_get_addr anywhere in the library: $all"
+# Information: every function of the library that calls __tls_get_addr.
+objdump -d --no-show-raw-insn "$lib" |
+  awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 } /\s(call|jmp)\s.*__tls_get_addr/ && fn !~ /@plt>/ { n[fn]++ }
+       END { for (f in n) printf "check-binary: note: %s calls __tls_get_addr (%d times)\n", f, n[f] }' | sort
 exit $fail

@@ -221,8 +221,8 @@ static void t_align16_small(void) {
         for (int k = 0; k < 40; k++) {
             void *ps[4] = {M(n), C(1, n), R(NULL, n), AA(1, n)};
             for (int i = 0; i < 4; i++) {
-                expect(ps[i] && (uintptr_t)ps[i] % 16 == 0, "%s(%zu) = %p is not 16-byte aligned",
-                       (const char *[]){"malloc", "calloc", "realloc(NULL)", "aligned_alloc(1)"}[i], n, ps[i]);
+                expect(ps[i] && (uintptr_t)ps[i] % 16 == 0, "%s%zu) = %p is not 16-byte aligned",
+                       (const char *[]){"malloc(", "calloc(1, ", "realloc(NULL, ", "aligned_alloc(1, "}[i], n, ps[i]);
             }
             for (int i = 0; i < 4; i++) p_free(ps[i]);
         }
