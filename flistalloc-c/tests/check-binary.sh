@@ -83,6 +83,6 @@ for f in malloc free calloc realloc posix_memalign aligned_alloc malloc_usable_s
 done
 # Information: every function of the library that calls __tls_get_addr.
 objdump -d --no-show-raw-insn "$lib" |
-  awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 } /\s(call|jmp)\s.*__tls_get_addr/ && fn !~ /@plt>/ { n[fn]++ }
+  awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 } /[ \t](call|jmp)[ \t].*__tls_get_addr/ && fn !~ /@plt>/ { n[fn]++ }
        END { for (f in n) printf "check-binary: note: %s calls __tls_get_addr (%d times)\n", f, n[f] }' | sort
 exit $fail
