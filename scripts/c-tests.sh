@@ -21,6 +21,7 @@
 # Honours CARGO_TARGET_DIR; programs go to $CARGO_TARGET_DIR/c-tests/.
 # FLISTALLOC_C_LIB=path tests that libflistalloc.so instead of building one.
 # STRESS_SECONDS (default 3) sets the stress run's length per backend.
+# C_TESTS_KEEP_GOING=1 runs every program and lists the failures at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -58,6 +59,29 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# A failed program stops the run, or with C_TESTS_KEEP_GOING=1 is listed at
+# the end (the exit status is still 1).
+failed=()
+step_failed() {
+  if [ "${C_TESTS_KEEP_GOING:-0}" = 1 ]; then
+    printf '    !!! FAILED: %s\n' "$1"
+    failed+=("$1")
+  else
+    die "$1"
+  fi
+}
+
+finish() {
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf '\n!!! c-tests: %d step(s) FAILED:\n' ${#failed[@]}
+    printf '!!!   %s\n' "${failed[@]}"
+    printf 'c-tests: finished in %s s\n' "$(($(date +%s) - t0))"
+    exit 1
+  fi
+  printf '\nc-tests: all passed in %s s\n' "$(($(date +%s) - t0))"
+  exit 0
+}
+
 # run NAME CMD...: prints it, runs it under timeout 120, stops on failure.
 # With EXPECT_LINE set, the output must also contain that line.
 run() {
@@ -69,10 +93,11 @@ run() {
   printf '\n'
   "$@" >"$out/last.log" 2>&1 || rc=$?
   sed 's/^/    /' "$out/last.log"
-  if [ $rc -eq 124 ]; then die "$name: timed out after 120 s"; fi
-  if [ $rc -ne 0 ]; then die "$name: exit status $rc"; fi
+  if [ $rc -eq 124 ]; then step_failed "$name: timed out after 120 s"; return; fi
+  if [ $rc -ne 0 ]; then step_failed "$name: exit status $rc"; return; fi
   if [ -n "${EXPECT_LINE:-}" ] && ! grep -qxF "$EXPECT_LINE" "$out/last.log"; then
-    die "$name: exit 0 but the line \"$EXPECT_LINE\" is missing (an atexit handler did not finish?)"
+    step_failed "$name: exit 0 but the line \"$EXPECT_LINE\" is missing (an atexit handler did not finish?)"
+    return
   fi
   awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "    (%.1f s)\n", b - a }'
 }
@@ -109,8 +134,7 @@ if [ "$mode" = --reference ]; then
   else
     echo "!!! c-tests: $je missing: the system-jemalloc reference run is SKIPPED"
   fi
-  printf '\nc-tests (reference): all passed in %s s\n' "$(($(date +%s) - t0))"
-  exit 0
+  finish
 fi
 
 if [ -n "${FLISTALLOC_C_LIB:-}" ]; then
@@ -139,4 +163,4 @@ for b in flist malloc jemalloc; do
     "$out/conformance"
   programs "FLISTALLOC_BACKEND=$b" "$lib" FLISTALLOC_BACKEND=$b FLISTALLOC_EXPECT_BACKEND=$b
 done
-printf '\nc-tests: all passed in %s s\n' "$(($(date +%s) - t0))"
+finish
