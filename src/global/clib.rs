@@ -67,6 +67,10 @@ static INIT_OWNER: AtomicUsize = AtomicUsize::new(0);
 /// Whether `GLIBC` holds glibc's own functions (set once, after they are
 /// written).
 static RESOLVED: AtomicBool = AtomicBool::new(false);
+/// Whether the C allocator has started up (glibc's functions looked for,
+/// configuration read, thread key made): set last, under `INIT_LOCK`. Not
+/// `BACKEND != 0`, which the Rust `Flist` may set on its own.
+static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// glibc's allocator functions, as `dlsym(RTLD_NEXT, ...)` found them.
 /// Invariant: written once, under `INIT_LOCK`, before `RESOLVED` is set;
@@ -82,9 +86,8 @@ static GLIBC: GlibcFns = GlibcFns(UnsafeCell::new(SystemFns::LIBC));
 /// configuration cannot be read yet.
 #[inline(always)]
 fn backend_now() -> u8 {
-    let b = BACKEND.load(Ordering::Acquire);
-    if b != 0 {
-        b
+    if STARTED.load(Ordering::Acquire) {
+        BACKEND.load(Ordering::Acquire)
     } else {
         start(false)
     }
@@ -116,12 +119,15 @@ pub(crate) fn start(force: bool) -> u8 {
     } else if !INIT_LOCK.try_lock() {
         return BACKEND.load(Ordering::Acquire);
     }
-    if BACKEND.load(Ordering::Acquire) == 0 {
+    if !STARTED.load(Ordering::Acquire) {
         INIT_OWNER.store(me, Ordering::Relaxed);
         resolve();
-        decide(None);
+        if BACKEND.load(Ordering::Acquire) == 0 {
+            decide(None);
+        }
         threads::register_current();
         INIT_OWNER.store(0, Ordering::Relaxed);
+        STARTED.store(true, Ordering::Release);
     }
     INIT_LOCK.unlock();
     BACKEND.load(Ordering::Acquire)
@@ -423,7 +429,9 @@ fn alloc_any(b: u8, size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if size > isize::MAX as usize {
         return null_mut();
     }
-    if b == MALLOC || b == JEMALLOC {
+    // (Under `malloc` with glibc's functions not found, which dlsym never
+    // does to glibc, flist serves rather than this library's own exports.)
+    if b == JEMALLOC || (b == MALLOC && RESOLVED.load(Ordering::Acquire)) {
         whole_alloc(b, size, align, zeroed)
     } else if size <= LARGEST_FLIST_SIZE && align <= PAGE {
         small_alloc(size, align, zeroed)
@@ -784,9 +792,10 @@ pub(crate) unsafe fn usable_size(ptr: *const c_void) -> usize {
 
 /// The backend's name, reading the configuration now if need be.
 pub(crate) fn backend_name() -> &'static CStr {
-    let b = match BACKEND.load(Ordering::Acquire) {
-        0 => start(true),
-        b => b,
+    let b = if STARTED.load(Ordering::Acquire) {
+        BACKEND.load(Ordering::Acquire)
+    } else {
+        start(true)
     };
     match b {
         MALLOC => c"malloc",
