@@ -272,12 +272,19 @@ pub(crate) mod c {
     #[cfg(feature = "jemalloc")]
     use tikv_jemalloc_sys as je;
 
+    /// The smallest request passed to jemalloc: its 8-byte size class is
+    /// only 8-aligned, and C wants every block aligned for `max_align_t`
+    /// (16 bytes); jemalloc's classes from 16 bytes up are multiples of 16
+    /// and 16-aligned.
+    #[cfg(feature = "jemalloc")]
+    const JE_MIN: usize = 16;
+
     /// `malloc(size)`.
     pub fn malloc(b: Backend, size: usize) -> *mut u8 {
         match b {
             #[cfg(feature = "jemalloc")]
             // SAFETY: jemalloc's malloc takes any size.
-            Backend::Jemalloc => unsafe { je::malloc(size).cast() },
+            Backend::Jemalloc => unsafe { je::malloc(size.max(JE_MIN)).cast() },
             // SAFETY: a C malloc (the table's invariant) takes any size.
             _ => unsafe { (sys().malloc)(size).cast() },
         }
@@ -288,7 +295,7 @@ pub(crate) mod c {
         match b {
             #[cfg(feature = "jemalloc")]
             // SAFETY: jemalloc's calloc takes any sizes.
-            Backend::Jemalloc => unsafe { je::calloc(1, size).cast() },
+            Backend::Jemalloc => unsafe { je::calloc(1, size.max(JE_MIN)).cast() },
             // SAFETY: a C calloc (the table's invariant) takes any sizes.
             _ => unsafe { (sys().calloc)(1, size).cast() },
         }
@@ -336,7 +343,7 @@ pub(crate) mod c {
         match b {
             #[cfg(feature = "jemalloc")]
             // SAFETY: a live jemalloc block (contract).
-            Backend::Jemalloc => unsafe { je::realloc(ptr.cast(), size).cast() },
+            Backend::Jemalloc => unsafe { je::realloc(ptr.cast(), size.max(JE_MIN)).cast() },
             // SAFETY: a live block of the table's allocator (contract).
             _ => unsafe { (sys().realloc)(ptr.cast(), size).cast() },
         }

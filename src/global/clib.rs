@@ -105,7 +105,11 @@ pub(crate) fn start(force: bool) -> u8 {
     // SAFETY: pthread_self has no preconditions and does not allocate.
     let me = unsafe { libc::pthread_self() } as usize;
     if INIT_OWNER.load(Ordering::Relaxed) == me {
-        return BACKEND.load(Ordering::Acquire);
+        // Re-entered from the start-up itself (dlsym, pthread_atfork,
+        // pthread_setspecific, or jemalloc's own start-up below): flist
+        // serves it, whatever the backend; its blocks are told apart by
+        // address later.
+        return 0;
     }
     // SAFETY: reads the pointer libc keeps in `environ` (null until libc
     // has initialised itself).
@@ -126,6 +130,18 @@ pub(crate) fn start(force: bool) -> u8 {
             decide(None);
         }
         threads::register_current();
+        if BACKEND.load(Ordering::Acquire) == JEMALLOC {
+            // Start jemalloc up now, while our calls re-entering from its
+            // start-up (glibc's `pthread_setspecific` callocs for a key
+            // index of 32 or more) go to flist: sent back into jemalloc,
+            // they would re-enter its start-up and register its fork
+            // handlers twice, which deadlocks the first `fork`.
+            let p = sysc::malloc(Backend::Jemalloc, 1);
+            if !p.is_null() {
+                // SAFETY: a live jemalloc block, just made.
+                unsafe { sysc::free(Backend::Jemalloc, p) };
+            }
+        }
         INIT_OWNER.store(0, Ordering::Relaxed);
         STARTED.store(true, Ordering::Release);
     }
