@@ -38,6 +38,9 @@ pub enum Error {
     ForeignPointer { addr: usize },
     /// A chunk freed while already free (caught cheaply: see `Arena::free`).
     DoubleFree { addr: usize },
+    /// The backend asked of [`ArenaBuilder::backend`](crate::ArenaBuilder::backend)
+    /// is not in this build: `Jemalloc` needs the cargo feature `jemalloc`.
+    BackendUnavailable { backend: crate::Backend },
 }
 
 impl fmt::Display for Error {
@@ -75,6 +78,11 @@ impl fmt::Display for Error {
                 write!(f, "pointer {addr:#x} was not handed out by this arena")
             }
             Error::DoubleFree { addr } => write!(f, "double free of chunk {addr:#x}"),
+            Error::BackendUnavailable { backend } => write!(
+                f,
+                "backend {} is not in this build (it needs the cargo feature `jemalloc`)",
+                backend.name()
+            ),
         }
     }
 }
