@@ -23,7 +23,8 @@ pub enum Error {
     SizeOutOfRange { size: usize, min: usize, max: usize },
     /// The alignment is above the page size (4096), which slabs cannot promise.
     UnsupportedAlignment { align: usize },
-    /// A new pool would take the arena's heap over its capacity.
+    /// A new pool (flist), or the new chunk's usable size (malloc, jemalloc),
+    /// `needed` bytes, would take the arena's `heap` over its `capacity`.
     OutOfCapacity {
         needed: usize,
         heap: usize,
@@ -68,7 +69,7 @@ impl fmt::Display for Error {
                 capacity,
             } => write!(
                 f,
-                "arena out of capacity: a pool of {needed} bytes does not fit ({heap} of {capacity} bytes used)"
+                "arena out of capacity: {needed} more bytes do not fit ({heap} of {capacity} bytes used)"
             ),
             Error::OutOfMemory { bytes } => {
                 write!(f, "out of memory: the OS refused to map {bytes} bytes")

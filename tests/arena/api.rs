@@ -95,7 +95,7 @@ fn capacity_of_exactly_one_tib_is_accepted() {
 
 #[test]
 #[should_panic(
-    expected = "flistalloc: arena out of capacity: a pool of 4096 bytes does not fit (65536 of 65536 bytes used)"
+    expected = "flistalloc: arena out of capacity: 4096 more bytes do not fit (65536 of 65536 bytes used)"
 )]
 fn alloc_over_capacity_panics() {
     let arena = Arena::new(64 * KIB);
@@ -108,7 +108,7 @@ fn alloc_over_capacity_panics() {
 
 #[test]
 #[should_panic(
-    expected = "flistalloc: arena out of capacity: a pool of 8192 bytes does not fit (65536 of 65536 bytes used)"
+    expected = "flistalloc: arena out of capacity: 8192 more bytes do not fit (65536 of 65536 bytes used)"
 )]
 fn alloc_layout_over_capacity_panics() {
     let arena = Arena::new(64 * KIB);
@@ -1284,7 +1284,7 @@ fn error_is_a_std_error_with_clear_messages() {
                 heap: 8192,
                 capacity: 10000,
             },
-            "arena out of capacity: a pool of 4096 bytes does not fit (8192 of 10000 bytes used)",
+            "arena out of capacity: 4096 more bytes do not fit (8192 of 10000 bytes used)",
         ),
         (
             Error::OutOfMemory { bytes: 4194304 },
