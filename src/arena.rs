@@ -620,7 +620,8 @@ impl ArenaBuilder {
     /// own pages (or jemalloc refusing a new arena); and on
     /// [`Backend::Jemalloc`] in a build without the `jemalloc` feature.
     pub fn build(self) -> Arena {
-        self.try_build().unwrap_or_else(|e| panic!("flistalloc: {e}"))
+        self.try_build()
+            .unwrap_or_else(|e| panic!("flistalloc: {e}"))
     }
 
     /// [`build`](ArenaBuilder::build), returning an error instead of

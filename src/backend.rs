@@ -450,7 +450,9 @@ impl JeArena {
             );
         }
         if !self.ctl_arena(c"arena.0.destroy") {
-            crate::msg::warn(&[b"jemalloc refused arena.<i>.destroy; the arena's memory stays with jemalloc"]);
+            crate::msg::warn(&[
+                b"jemalloc refused arena.<i>.destroy; the arena's memory stays with jemalloc",
+            ]);
         }
     }
 }

@@ -248,12 +248,17 @@ mod tests {
             x ^= x << 17;
             // Clustered addresses, as an allocator hands out.
             let addr = 0x7f00_0000_0000usize + ((x as usize % (n * 2)) << 4);
-            if model.contains_key(&addr) && step % 3 != 0 {
-                assert_eq!(set.remove(addr), model.remove(&addr));
-            } else if !model.contains_key(&addr) {
-                set.reserve_one().unwrap();
-                set.insert_new(core::ptr::without_provenance_mut(addr), step);
-                model.insert(addr, step);
+            match model.entry(addr) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    if step % 3 != 0 {
+                        assert_eq!(set.remove(addr), Some(e.remove()));
+                    }
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    set.reserve_one().unwrap();
+                    set.insert_new(core::ptr::without_provenance_mut(addr), step);
+                    e.insert(step);
+                }
             }
             assert_eq!(set.len(), model.len());
         }

@@ -113,7 +113,10 @@ fn builder_settings_hold(b: Backend) {
         })
     );
     assert_eq!(
-        e(Arena::builder(MIB).chunk_range(64, 8).backend(b).try_build()),
+        e(Arena::builder(MIB)
+            .chunk_range(64, 8)
+            .backend(b)
+            .try_build()),
         Some(Error::InvalidChunkRange { min: 64, max: 8 })
     );
     assert_eq!(
@@ -222,7 +225,10 @@ fn alignment_above_the_page_is_refused(b: Backend) {
     let msg = panic_message(|| {
         a.alloc_layout(layout(64, 8192));
     });
-    assert!(msg.contains("alignment 8192 is above the page size"), "{msg}");
+    assert!(
+        msg.contains("alignment 8192 is above the page size"),
+        "{msg}"
+    );
     for align in [1, 8, 16, 64, 512, PAGE] {
         let p = a.alloc_layout(layout(100, align));
         assert_eq!(p.as_ptr() as usize % align, 0, "align {align}");
@@ -233,10 +239,8 @@ fn alignment_above_the_page_is_refused(b: Backend) {
 fn free_null_panics_and_errs(b: Backend) {
     let a = arena(b, MIB);
     // SAFETY: any pointer may be passed; null is reported.
-    assert_eq!(
-        unsafe { a.try_free(std::ptr::null_mut()) },
-        Err(Error::NullPointer)
-    );
+    let r = unsafe { a.try_free(std::ptr::null_mut()) };
+    assert_eq!(r, Err(Error::NullPointer));
     // SAFETY: as above.
     let msg = panic_message(|| unsafe { a.free(std::ptr::null_mut()) });
     assert_eq!(msg, "flistalloc: free of a null pointer");
@@ -323,7 +327,20 @@ fn chunks_are_as_large_as_said_and_writable(b: Backend) {
     let sizes: &[usize] = if cfg!(miri) {
         &[0, 1, 7, 8, 67, 100, 4096, 5000, 70_000]
     } else {
-        &[0, 1, 7, 8, 67, 100, 1000, 4096, 5000, 70_000, 300_000, 3 * MIB]
+        &[
+            0,
+            1,
+            7,
+            8,
+            67,
+            100,
+            1000,
+            4096,
+            5000,
+            70_000,
+            300_000,
+            3 * MIB,
+        ]
     };
     let mut live = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
@@ -360,7 +377,10 @@ fn info_and_utilization_agree_with_the_live_chunks(b: Backend) {
     let info = a.info();
     assert_eq!(info.allocated, sizes.iter().sum::<usize>());
     assert!(info.allocated <= info.heap && info.heap <= info.capacity);
-    assert!(info.overhead > 0 && info.overhead % PAGE == 0, "{info:?}");
+    assert!(
+        info.overhead > 0 && info.overhead.is_multiple_of(PAGE),
+        "{info:?}"
+    );
     let util = a.utilization();
     assert!(util.windows(2).all(|w| w[0].slab < w[1].slab));
     assert_eq!(util.iter().map(|u| u.in_use).sum::<usize>(), n);
@@ -577,7 +597,11 @@ fn fill_for_release(a: &Arena) {
     for i in 0..RELEASE_CHUNKS {
         // Written, so the pages are resident.
         // SAFETY: the chunk holds RELEASE_SIZE bytes.
-        unsafe { a.alloc(RELEASE_SIZE).as_ptr().write_bytes(i as u8, RELEASE_SIZE) };
+        unsafe {
+            a.alloc(RELEASE_SIZE)
+                .as_ptr()
+                .write_bytes(i as u8, RELEASE_SIZE)
+        };
     }
 }
 
