@@ -400,6 +400,11 @@ impl Arena {
     /// compare, a double free of the chunk freed last in its pool or of any
     /// chunk of a pool with no live chunk. Other double frees are not caught.
     ///
+    /// On malloc and jemalloc the pointer is looked up in the arena's set of
+    /// live chunks (O(1) expected) before the C allocator sees it: what is
+    /// not there is reported as `ForeignPointer`, which includes a double
+    /// free (unless the C allocator handed the address out again since).
+    ///
     /// # Safety
     /// Any pointer value may be passed: what is not this arena's is reported.
     /// The caller guarantees that a chunk of this arena that is passed is no
@@ -453,7 +458,8 @@ impl Arena {
         }
     }
 
-    /// The size of the chunk at `ptr` (its slab), at least what was asked.
+    /// The size of the chunk at `ptr` (its slab; on malloc and jemalloc the
+    /// backend's usable size), at least what was asked, all of it usable.
     ///
     /// # Panics
     /// When `ptr` is not a chunk this arena handed out.
@@ -507,7 +513,10 @@ impl Arena {
     }
 
     /// Per slab: chunks in use, chunks held, and their ratio; only slabs that
-    /// hold pools, by increasing size.
+    /// hold pools, by increasing size. On malloc and jemalloc: the live
+    /// chunks grouped by the flist slab their usable size falls in (the
+    /// smallest slab at least that size), with `held == in_use`, so the
+    /// figures compare across backends.
     ///
     /// ```
     /// let arena = flistalloc::Arena::new(1 << 20);
@@ -522,7 +531,10 @@ impl Arena {
     }
 
     /// Hands empty pools back to the OS (and segments left empty); returns
-    /// the bytes given back, the drop in `info().heap`.
+    /// the bytes given back, the drop in `info().heap`. On jemalloc it purges
+    /// the arena's unused dirty pages (`arena.<i>.purge`), on malloc it does
+    /// nothing (glibc's heap is the process's); both hold no empty chunk and
+    /// return 0.
     ///
     /// ```
     /// let arena = flistalloc::Arena::new(1 << 20);
@@ -542,8 +554,14 @@ impl Arena {
         }
     }
 
-    /// Returns all memory to the OS at once (the same as dropping the arena).
-    /// Every chunk it handed out becomes invalid.
+    /// Returns all memory at once (the same as dropping the arena). Every
+    /// chunk it handed out becomes invalid.
+    ///
+    /// flist unmaps the arena's segments (one `munmap` per 4 MiB segment);
+    /// malloc calls `free` on every live chunk (a walk of the set of live
+    /// chunks); jemalloc flushes and destroys the arena's tcache and then
+    /// destroys its jemalloc arena (`arena.<i>.destroy`), discarding every
+    /// chunk at once. The set's own pages go back to the OS.
     ///
     /// ```
     /// let arena = flistalloc::Arena::new(1 << 20);
