@@ -240,7 +240,7 @@ mod tests {
     fn insert_find_remove_against_a_model() {
         let mut set = ChunkSet::new();
         let mut model = std::collections::BTreeMap::new();
-        let n = if cfg!(miri) { 300 } else { 5000 };
+        let n = if cfg!(miri) { 64 } else { 5000 };
         let mut x: u64 = 0x1234_5678;
         for step in 0..n * 3 {
             x ^= x << 13;
