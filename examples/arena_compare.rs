@@ -1,6 +1,10 @@
 //! Compare flistalloc's explicit `Arena` (through `allocator_api2`
-//! collections) with libc `malloc` on single-threaded allocation workloads:
-//! time, peak memory and their ratios, in one table.
+//! collections) over each of its backends, `flist`, `malloc` and `jemalloc`,
+//! side by side, and plain libc `malloc` without an arena, on single-threaded
+//! allocation workloads: time, peak memory and their ratios, in one table
+//! (and, on request, JSON and an SVG chart, as `compare` writes them). A
+//! storage program can so choose its arena backend by measurement, as the
+//! seed intends.
 //!
 //! This is about the `Arena` API. For the global allocator `Flist` against
 //! malloc, jemalloc and mimalloc on multi-threaded workloads, see
@@ -10,6 +14,7 @@
 //! cargo run --release --example arena_compare                # full sizes, median of 3 runs
 //! cargo run --release --example arena_compare -- --quick     # small sizes, a smoke test
 //! cargo run --release --example arena_compare -- --only tree,strings --runs 5
+//! cargo run --release --example arena_compare -- --json out.json --svg out.svg
 //! ```
 //!
 //! Every (workload, backend, run) executes in a fresh child process (this
@@ -21,12 +26,15 @@
 //! Workloads are written once, generically over
 //! `A: allocator_api2::alloc::Allocator + Copy`, and each returns a checksum
 //! that must be the same for every backend (the run fails otherwise). The
-//! backends: `flist` (`&flistalloc::Arena`, one arena per child, created and
-//! dropped inside the timed region) and `malloc` (`std::alloc::System`,
-//! which `allocator_api2` makes an allocator: on Linux it calls
-//! `malloc`/`realloc`/`posix_memalign`/`free`; this binary keeps `System` as
-//! its global allocator). Workloads run on one thread, because an `Arena` is
-//! not `Sync`.
+//! columns: `flist`, `malloc` and `jemalloc` are a `&flistalloc::Arena` built
+//! over that backend (`Arena::builder(..).backend(..)`, one arena per child,
+//! created and released inside the timed region); `system` is
+//! `std::alloc::System` with no arena (which `allocator_api2` makes an
+//! allocator: on Linux it calls `malloc`/`realloc`/`posix_memalign`/`free`;
+//! this binary keeps `System` as its global allocator), so `malloc` against
+//! `system` is what the arena's bookkeeping (its set of live chunks, the
+//! capacity, foreign-pointer checks) costs. Workloads run on one thread,
+//! because an `Arena` is not `Sync`.
 //!
 //! Note: `&Arena` is a one-word allocator handle, so an arena-backed
 //! `Box`/`Vec` is one word larger than a malloc-backed one (whose `System`
@@ -46,45 +54,81 @@ use std::time::Instant;
 use support::checksum::fnv;
 use support::child::{self, Progress, Sample};
 use support::cli::{self, Arg, Parser};
-use support::report::{Column, Matrix, Peak, Row, TableStyle};
+use support::report::{Column, Matrix, Meta, Peak, Row, TableStyle};
 use support::rng::Rng;
 use support::rss::mib;
 use support::scale::Scale;
 
 const USAGE: &str = "\
-usage: arena_compare [--quick] [--runs N] [--only NAME[,NAME...]]
+usage: arena_compare [--quick] [--runs N] [--only NAME[,NAME...]] [--json PATH] [--svg PATH]
 
-Runs allocation workloads on flistalloc's Arena and on libc malloc, each in
-a fresh child process, and prints median time, peak RSS and ratios.
+Runs allocation workloads on flistalloc's Arena over each backend (flist,
+malloc, jemalloc) and on plain libc malloc, each in a fresh child process,
+and prints median time, peak RSS and ratios.
 
   --quick        small sizes (a smoke test, a few seconds)
   --runs N       runs per (workload, backend); the median time is shown (default 3)
   --only NAMES   only these workloads (comma-separated): sliding, tree, strings
+  --json PATH    also write the results as JSON to PATH
+  --svg PATH     also write a bar chart (time and peak RSS ratios) to PATH
   -h, --help     this message";
 
-/// Capacity of the arena a `flist` child uses: only a bound, pools are
-/// mapped lazily.
+/// The chart's title.
+const SVG_TITLE: &str =
+    "flistalloc arena_compare: Arena over each backend, time and peak RSS relative to the best (lower is better)";
+
+/// Capacity of the arena a child uses: only a bound, pools are mapped
+/// lazily.
 const ARENA_CAPACITY: usize = 8 << 30;
 
 // ---------------------------------------------------------------------------
 // Backends
 
-/// An allocator the workloads can run on. New backends (the global
-/// allocator's, jemalloc, mimalloc...) get a variant here and an arm in
+/// An allocator the workloads can run on: an `Arena` over one of its
+/// backends, or plain `System`. New ones get a variant here and an arm in
 /// [`Backend::run`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
-    Flist,
-    Malloc,
+    /// An `Arena` over this backend.
+    Arena(flistalloc::Backend),
+    /// `std::alloc::System`, no arena.
+    System,
 }
 
 impl Backend {
-    const ALL: [Backend; 2] = [Backend::Flist, Backend::Malloc];
+    const ALL: [Backend; 4] = [
+        Backend::Arena(flistalloc::Backend::Flist),
+        Backend::Arena(flistalloc::Backend::Malloc),
+        Backend::Arena(flistalloc::Backend::Jemalloc),
+        Backend::System,
+    ];
+
+    /// The columns this build can run (jemalloc needs its feature).
+    fn available() -> std::vec::Vec<Backend> {
+        Backend::ALL
+            .into_iter()
+            .filter(|b| match b {
+                Backend::Arena(a) => a.available(),
+                Backend::System => true,
+            })
+            .collect()
+    }
 
     fn name(self) -> &'static str {
         match self {
-            Backend::Flist => "flist",
-            Backend::Malloc => "malloc",
+            Backend::Arena(b) => b.name(),
+            Backend::System => "system",
+        }
+    }
+
+    /// The bar colour of the chart (`compare`'s colours for the same
+    /// allocators).
+    fn color(self) -> &'static str {
+        match self {
+            Backend::Arena(flistalloc::Backend::Flist) => "#1f6fb4",
+            Backend::Arena(flistalloc::Backend::Malloc) => "#b0b0b0",
+            Backend::Arena(flistalloc::Backend::Jemalloc) => "#e8871e",
+            Backend::System => "#6c6c6c",
         }
     }
 
@@ -97,13 +141,13 @@ impl Backend {
     /// the caller's timer covers it.
     fn run<W: Workload>(self, scale: Scale) -> u64 {
         match self {
-            Backend::Flist => {
-                let arena = Arena::new(ARENA_CAPACITY);
+            Backend::Arena(b) => {
+                let arena = Arena::builder(ARENA_CAPACITY).backend(b).build();
                 let sum = W::run(&arena, scale);
                 arena.release();
                 sum
             }
-            Backend::Malloc => W::run(System, scale),
+            Backend::System => W::run(System, scale),
         }
     }
 }
@@ -561,6 +605,8 @@ struct Options {
     scale: Scale,
     runs: usize,
     only: Option<std::vec::Vec<String>>,
+    json: Option<String>,
+    svg: Option<String>,
 }
 
 /// Parses the command line (lexopt); `None` for `-h` / `--help`.
@@ -569,6 +615,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         scale: Scale::Full,
         runs: 3,
         only: None,
+        json: None,
+        svg: None,
     };
     let known: std::vec::Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
     let mut p = Parser::from_args(args);
@@ -578,6 +626,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             Arg::Long("quick") => opts.scale = Scale::Quick,
             Arg::Long("runs") => opts.runs = cli::runs(&mut p)?,
             Arg::Long("only") => opts.only = Some(cli::only(&mut p, &known)?),
+            Arg::Long("json") => opts.json = Some(cli::value(&mut p, "--json", "a file path")?),
+            Arg::Long("svg") => opts.svg = Some(cli::value(&mut p, "--svg", "a file path")?),
             arg => return Err(cli::unknown(arg)),
         }
     }
@@ -601,11 +651,11 @@ fn main() -> ExitCode {
         .iter()
         .filter(|w| cli::selected(&opts.only, w.name))
         .collect();
-    cli::exit_status("arena_compare", compare(&workloads, &opts))
+    cli::exit_status("arena_compare", compare(&workloads, &opts, &args))
 }
 
-fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
-    let backends = Backend::ALL;
+fn compare(workloads: &[&Entry], opts: &Options, args: &[String]) -> Result<(), String> {
+    let backends = Backend::available();
     let started = Instant::now();
     let rows: std::vec::Vec<Row> = workloads
         .iter()
@@ -619,27 +669,59 @@ fn compare(workloads: &[&Entry], opts: &Options) -> Result<(), String> {
         .iter()
         .map(|b| Column {
             name: b.name(),
-            color: "", // no chart here
+            color: b.color(),
         })
         .collect();
     let samples = child::sweep(&rows, &columns, opts.runs, &PROGRESS, |wi, bi| {
         run_child(workloads[wi], backends[bi], opts.scale)
     })?;
     let total = workloads.len() * backends.len() * opts.runs;
-    print_table(&Matrix::new(rows, columns, samples, Peak::Max), opts);
+    let results = Matrix::new(rows, columns, samples, Peak::Max);
+    let meta = Meta::now(
+        support::report::command_line("cargo run --release --example arena_compare", args),
+        opts.scale.name(),
+        opts.runs,
+    );
+    print_table(&results, &meta);
     eprintln!(
-        "arena_compare: {total} runs in {:.1} s",
+        "arena_compare: {total} runs in {:.1} s, checksums agree",
         started.elapsed().as_secs_f64()
     );
+    if let Some(path) = &opts.json {
+        let flist = Backend::Arena(flistalloc::Backend::Flist).name();
+        let vs = |other: &str| {
+            serde_json::json!({
+                "time": results.time_vs(flist, other),
+                "peak_rss": results.rss_vs(flist, other),
+            })
+        };
+        let flist_vs = serde_json::json!({
+            "malloc": vs("malloc"),
+            "jemalloc": vs("jemalloc"),
+            "system": vs("system"),
+        });
+        let json = results.to_json(
+            "flistalloc examples/arena_compare",
+            &meta,
+            vec![("flist_vs", flist_vs)],
+        );
+        support::report::write_file(path, &json.to_string())?;
+        eprintln!("arena_compare: wrote {path}");
+    }
+    if let Some(path) = &opts.svg {
+        support::report::write_file(path, &results.to_svg(SVG_TITLE, &meta))?;
+        eprintln!("arena_compare: wrote {path}");
+    }
     Ok(())
 }
 
-fn print_table(r: &Matrix, opts: &Options) {
+fn print_table(r: &Matrix, meta: &Meta) {
     println!(
-        "flistalloc arena_compare (Arena vs malloc): {} sizes, median time of {} run(s), peak RSS = VmHWM of each child process",
-        opts.scale.name(),
-        opts.runs
+        "flistalloc arena_compare (Arena over flist, malloc, jemalloc; system = malloc without an arena): {} sizes, median time of {} run(s), peak RSS = VmHWM of each child process",
+        meta.scale, meta.runs
     );
+    println!("{}, {} cores, {}", meta.cpu, meta.cores, meta.date);
+    println!("command: {}", meta.command);
     println!();
     r.print_table(&TableStyle {
         label_width: 9,
@@ -656,14 +738,17 @@ fn print_table(r: &Matrix, opts: &Options) {
         "  (each child starts at about {:.1} MiB RSS before its workload runs)",
         mib(r.base_kb())
     );
-    // flist against malloc, the question this example answers first.
-    let (flist, malloc) = (Backend::Flist.name(), Backend::Malloc.name());
-    if let (Some(t), Some(m)) = (r.time_vs(flist, malloc), r.rss_vs(flist, malloc)) {
-        println!();
-        println!(
-            "flist / malloc (geometric mean over workloads): time {t:.2}x ({:.2}x {}), peak RSS {m:.2}x",
-            if t <= 1.0 { 1.0 / t } else { t },
-            if t <= 1.0 { "faster" } else { "slower" }
-        );
+    // The flist arena against each other column (geometric means).
+    let flist = Backend::Arena(flistalloc::Backend::Flist).name();
+    println!();
+    for other in Backend::available().into_iter().skip(1) {
+        let other = other.name();
+        if let (Some(t), Some(m)) = (r.time_vs(flist, other), r.rss_vs(flist, other)) {
+            println!(
+                "flist / {other:<8} (geometric mean over workloads): time {t:.2}x ({:.2}x {}), peak RSS {m:.2}x",
+                if t <= 1.0 { 1.0 / t } else { t },
+                if t <= 1.0 { "faster" } else { "slower" }
+            );
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! The explicit [`Arena`]: the flist arena of the original design, the core
 //! (`flist_core.rs`) with the arena policy: a hard capacity, empty pools
 //! kept until [`Arena::trim`] or release, misuse reported as the seed says.
+//! Over the `malloc` or `jemalloc` backend ([`ArenaBuilder::backend`]) the
+//! core is closed and `backed.rs` serves the chunks, with the same contract.
 
+use crate::backend::Backend;
 use crate::error::Error;
 use crate::flist_core::{Core, Policy};
 use crate::segment_map::TAG_MASK;
@@ -21,6 +24,10 @@ pub(crate) struct ArenaPolicy {
     /// Unique among live arenas with high probability (see `next_tag`); the
     /// segment's owner pointer is checked as well.
     tag: usize,
+    /// `Some` for an arena over malloc or jemalloc. Invariant: then the
+    /// core is closed (`Core::create_closed`): it serves no size and owns no
+    /// segment, and every chunk of the arena is in `backed`.
+    backed: Option<backed::Backed>,
 }
 
 impl Policy for ArenaPolicy {
@@ -53,6 +60,29 @@ fn next_tag() -> usize {
 /// (see [`slabs`](crate::slabs)). Pools stay with the arena (empty ones are
 /// reused) until it is dropped or [`release`](Arena::release)d;
 /// [`trim`](Arena::trim) hands empty pools back earlier.
+///
+/// # Backends
+///
+/// [`Arena::builder`] picks the allocator the chunks come from, the seed's
+/// backend setting: [`Backend::Flist`] (the default, described above),
+/// [`Backend::Malloc`] (the C library's `malloc`) or [`Backend::Jemalloc`]
+/// (a jemalloc arena of its own with an explicit tcache; cargo feature
+/// `jemalloc`). The contract is the same on all three: the capacity, the
+/// chunk range, every panic and its `try_` twin, [`chunk_size`](Arena::chunk_size),
+/// [`info`](Arena::info), [`utilization`](Arena::utilization), [`trim`](Arena::trim),
+/// release, the `Allocator` impl. What differs:
+///
+/// | | flist | malloc | jemalloc |
+/// |---|---|---|---|
+/// | capacity bounds | bytes of pools mapped | usable sizes of live chunks | usable sizes of live chunks |
+/// | `chunk_size` | the slab | `malloc_usable_size` | `nallocx` (its size class) |
+/// | foreign-pointer check | segment map + page map, O(1) | hash set of live chunks, O(1) expected | the same hash set |
+/// | double free caught | the cheap cases (see [`free`](Arena::free)) | as a foreign pointer, unless the address was handed out again | the same |
+/// | release | unmap the segments | `free` of every live chunk (a walk of the set) | `arena.<i>.destroy`, all at once |
+///
+/// The malloc and jemalloc arenas keep the set of their live chunks (address
+/// and usable size, 16 bytes a slot, at most 3/4 full) in memory mapped from
+/// the OS, counted in `info().overhead`.
 ///
 /// **Not thread safe**, as the design says: `Arena` is `Send` (move it to
 /// another thread) but not `Sync`, because every method mutates free lists
@@ -135,7 +165,30 @@ impl Arena {
     /// assert!(matches!(Arena::try_new(MAX_ARENA_SIZE + 1), Err(Error::CapacityTooLarge { .. })));
     /// ```
     pub fn try_new(capacity: usize) -> Result<Arena, Error> {
-        Self::try_with_chunk_range(capacity, 0, capacity.min(MAX_ARENA_SIZE))
+        Self::builder(capacity).try_build()
+    }
+
+    /// A builder for an arena of `capacity` bytes: set the chunk range and
+    /// the backend, then [`build`](ArenaBuilder::build). Without settings
+    /// it builds what [`Arena::new`] does.
+    ///
+    /// ```
+    /// use flistalloc::{Arena, Backend};
+    /// let arena = Arena::builder(1 << 20)
+    ///     .chunk_range(8, 4096)
+    ///     .backend(Backend::Malloc)
+    ///     .build();
+    /// let p = arena.alloc(100);
+    /// assert!(arena.chunk_size(p.as_ptr()) >= 100);
+    /// // SAFETY: p is ours and not used afterwards.
+    /// unsafe { arena.free(p.as_ptr()) };
+    /// ```
+    pub fn builder(capacity: usize) -> ArenaBuilder {
+        ArenaBuilder {
+            capacity,
+            range: None,
+            backend: Backend::Flist,
+        }
     }
 
     /// An arena that serves only requested sizes in `min..=max`; other sizes
@@ -153,7 +206,7 @@ impl Arena {
     /// # unsafe { arena.free(p.as_ptr()) };
     /// ```
     pub fn with_chunk_range(capacity: usize, min: usize, max: usize) -> Arena {
-        Self::try_with_chunk_range(capacity, min, max).unwrap_or_else(|e| panic!("flistalloc: {e}"))
+        Self::builder(capacity).chunk_range(min, max).build()
     }
 
     /// [`Arena::with_chunk_range`], returning an error instead of panicking.
@@ -166,19 +219,30 @@ impl Arena {
     /// );
     /// ```
     pub fn try_with_chunk_range(capacity: usize, min: usize, max: usize) -> Result<Arena, Error> {
-        if capacity > MAX_ARENA_SIZE {
-            return Err(Error::CapacityTooLarge { capacity });
+        Self::builder(capacity).chunk_range(min, max).try_build()
+    }
+
+    /// The backend the chunks come from.
+    ///
+    /// ```
+    /// assert_eq!(flistalloc::Arena::new(1 << 20).backend(), flistalloc::Backend::Flist);
+    /// ```
+    pub fn backend(&self) -> Backend {
+        match &self.core().policy.backed {
+            None => Backend::Flist,
+            Some(b) => b.backend(),
         }
-        let policy = ArenaPolicy {
-            capacity,
-            tag: next_tag(),
-        };
-        Ok(Arena {
-            core: Core::create(min, max, policy)?,
-            #[cfg(debug_assertions)]
-            borrowed: Cell::new(None),
-            _not_sync: PhantomData,
-        })
+    }
+
+    /// The index of the jemalloc arena the chunks come from (for its
+    /// `stats.arenas.<i>.*` through `mallctl`), on the jemalloc backend;
+    /// `None` on the others.
+    ///
+    /// ```
+    /// assert_eq!(flistalloc::Arena::new(1 << 20).jemalloc_arena(), None);
+    /// ```
+    pub fn jemalloc_arena(&self) -> Option<u32> {
+        self.core().policy.backed.as_ref()?.jemalloc_arena()
     }
 
     /// The core, mutably, for the length of one method. In debug builds a
@@ -221,9 +285,10 @@ impl Arena {
     /// ```
     #[inline]
     pub fn alloc(&self, size: usize) -> NonNull<u8> {
-        match self.core().alloc(size) {
+        let r = self.core().alloc(size);
+        match r {
             Ok(p) => p,
-            Err(e) => fail(e),
+            Err(e) => self.alloc_miss(e, 1),
         }
     }
 
@@ -235,7 +300,11 @@ impl Arena {
     /// ```
     #[inline]
     pub fn try_alloc(&self, size: usize) -> Result<NonNull<u8>, Error> {
-        self.core().alloc(size)
+        let r = self.core().alloc(size);
+        match r {
+            Ok(p) => Ok(p),
+            Err(e) => self.try_alloc_miss(e, 1).map(|(p, _)| p),
+        }
     }
 
     /// A chunk fitting `layout`: at least `layout.size()` bytes, aligned to
@@ -253,9 +322,10 @@ impl Arena {
     /// ```
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> NonNull<u8> {
-        match self.core().alloc_layout(layout) {
+        let r = self.core().alloc_layout(layout);
+        match r {
             Ok((p, _)) => p,
-            Err(e) => fail(e),
+            Err(e) => self.alloc_miss(e, layout.align()),
         }
     }
 
@@ -269,7 +339,57 @@ impl Arena {
     /// ```
     #[inline]
     pub fn try_alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, Error> {
-        self.core().alloc_layout(layout).map(|(p, _)| p)
+        self.alloc_with_len(layout).map(|(p, _)| p)
+    }
+
+    /// A chunk for `layout` and its length (the slab, or the backend's
+    /// usable size).
+    #[inline]
+    pub(crate) fn alloc_with_len(&self, layout: Layout) -> Result<(NonNull<u8>, usize), Error> {
+        let r = self.core().alloc_layout(layout);
+        match r {
+            Ok((p, idx)) => Ok((p, size_class::slab_size(idx))),
+            Err(e) => self.try_alloc_miss(e, layout.align()),
+        }
+    }
+
+    /// The error path of the allocations: on a malloc or jemalloc arena
+    /// (whose closed core refuses every size), the allocation itself.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn alloc_miss(&self, e: Error, align: usize) -> NonNull<u8> {
+        match self.try_alloc_miss(e, align) {
+            Ok((p, _)) => p,
+            Err(e) => fail(e),
+        }
+    }
+
+    /// As `alloc_miss`, returning the error and the chunk's length.
+    #[cold]
+    #[inline(never)]
+    fn try_alloc_miss(&self, e: Error, align: usize) -> Result<(NonNull<u8>, usize), Error> {
+        match (e, &mut self.core().policy.backed) {
+            // The closed core's range check carries the size.
+            (Error::SizeOutOfRange { size, .. }, Some(b)) => b.alloc(size, align),
+            _ => Err(e),
+        }
+    }
+
+    /// The error path of `free`: on a malloc or jemalloc arena (whose
+    /// closed core owns no segment), the free itself.
+    ///
+    /// # Safety
+    /// As [`Arena::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_miss(&self, ptr: *mut u8, e: Error) -> Result<(), Error> {
+        match (e, &mut self.core().policy.backed) {
+            // SAFETY: any pointer may be passed (the set is checked first);
+            // a chunk of ours is not used afterwards (caller).
+            (Error::ForeignPointer { .. }, Some(b)) => unsafe { b.free(ptr) },
+            _ => Err(e),
+        }
     }
 
     /// Gives a chunk back to the arena.
@@ -280,6 +400,11 @@ impl Arena {
     /// never by reading memory that is not ours; and, at the cost of one
     /// compare, a double free of the chunk freed last in its pool or of any
     /// chunk of a pool with no live chunk. Other double frees are not caught.
+    ///
+    /// On malloc and jemalloc the pointer is looked up in the arena's set of
+    /// live chunks (O(1) expected) before the C allocator sees it: what is
+    /// not there is reported as `ForeignPointer`, which includes a double
+    /// free (unless the C allocator handed the address out again since).
     ///
     /// # Safety
     /// Any pointer value may be passed: what is not this arena's is reported.
@@ -300,8 +425,12 @@ impl Arena {
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: any pointer may be passed (the core checks it against
         // the segment map); a chunk of ours is no longer used (caller).
-        if let Err(e) = unsafe { self.core().free(ptr) } {
-            fail(e)
+        let r = unsafe { self.core().free(ptr) };
+        if let Err(e) = r {
+            // SAFETY: as above, for the backend's set.
+            if let Err(e) = unsafe { self.free_miss(ptr, e) } {
+                fail(e)
+            }
         }
     }
 
@@ -322,10 +451,16 @@ impl Arena {
     pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), Error> {
         // SAFETY: as in `free`: the core checks the pointer, the caller
         // promises a chunk of ours is no longer used.
-        unsafe { self.core().free(ptr) }
+        let r = unsafe { self.core().free(ptr) };
+        match r {
+            Ok(()) => Ok(()),
+            // SAFETY: as above, for the backend's set.
+            Err(e) => unsafe { self.free_miss(ptr, e) },
+        }
     }
 
-    /// The size of the chunk at `ptr` (its slab), at least what was asked.
+    /// The size of the chunk at `ptr` (its slab; on malloc and jemalloc the
+    /// backend's usable size), at least what was asked, all of it usable.
     ///
     /// # Panics
     /// When `ptr` is not a chunk this arena handed out.
@@ -337,7 +472,15 @@ impl Arena {
     /// # unsafe { arena.free(p.as_ptr()) };
     /// ```
     pub fn chunk_size(&self, ptr: *const u8) -> usize {
-        self.core().chunk_size(ptr).unwrap_or_else(|e| fail(e))
+        self.try_chunk_size(ptr).unwrap_or_else(|e| fail(e))
+    }
+
+    pub(crate) fn try_chunk_size(&self, ptr: *const u8) -> Result<usize, Error> {
+        let core = self.core();
+        match &core.policy.backed {
+            None => core.chunk_size(ptr),
+            Some(b) => b.chunk_size(ptr),
+        }
     }
 
     /// The slab sizes (same as [`flistalloc::slabs`](crate::slabs)).
@@ -358,22 +501,41 @@ impl Arena {
     /// ```
     pub fn info(&self) -> Info {
         let core = self.core();
-        core.info(core.policy.capacity)
+        let info = core.info(core.policy.capacity);
+        match &core.policy.backed {
+            None => info,
+            Some(b) => Info {
+                heap: b.held(),
+                allocated: b.held(),
+                overhead: info.overhead + b.bookkeeping(),
+                ..info
+            },
+        }
     }
 
     /// Per slab: chunks in use, chunks held, and their ratio; only slabs that
-    /// hold pools, by increasing size.
+    /// hold pools, by increasing size. On malloc and jemalloc: the live
+    /// chunks grouped by the flist slab their usable size falls in (the
+    /// smallest slab at least that size), with `held == in_use`, so the
+    /// figures compare across backends.
     ///
     /// ```
     /// let arena = flistalloc::Arena::new(1 << 20);
     /// assert!(arena.utilization().is_empty());
     /// ```
     pub fn utilization(&self) -> Vec<SlabUse> {
-        self.core().utilization()
+        let core = self.core();
+        match &core.policy.backed {
+            None => core.utilization(),
+            Some(b) => b.utilization(),
+        }
     }
 
     /// Hands empty pools back to the OS (and segments left empty); returns
-    /// the bytes given back, the drop in `info().heap`.
+    /// the bytes given back, the drop in `info().heap`. On jemalloc it purges
+    /// the arena's unused dirty pages (`arena.<i>.purge`), on malloc it does
+    /// nothing (glibc's heap is the process's); both hold no empty chunk and
+    /// return 0.
     ///
     /// ```
     /// let arena = flistalloc::Arena::new(1 << 20);
@@ -383,11 +545,24 @@ impl Arena {
     /// assert_eq!(arena.info().heap, 0);
     /// ```
     pub fn trim(&self) -> usize {
-        self.core().trim()
+        let mut core = self.core();
+        match &core.policy.backed {
+            None => core.trim(),
+            Some(b) => {
+                b.trim();
+                0
+            }
+        }
     }
 
-    /// Returns all memory to the OS at once (the same as dropping the arena).
-    /// Every chunk it handed out becomes invalid.
+    /// Returns all memory at once (the same as dropping the arena). Every
+    /// chunk it handed out becomes invalid.
+    ///
+    /// flist unmaps the arena's segments (one `munmap` per 4 MiB segment);
+    /// malloc calls `free` on every live chunk (a walk of the set of live
+    /// chunks); jemalloc flushes and destroys the arena's tcache and then
+    /// destroys its jemalloc arena (`arena.<i>.destroy`), discarding every
+    /// chunk at once. The set's own pages go back to the OS.
     ///
     /// ```
     /// let arena = flistalloc::Arena::new(1 << 20);
@@ -420,7 +595,104 @@ fn fail(e: Error) -> ! {
     panic!("flistalloc: {e}")
 }
 
+/// Settings of a new [`Arena`], from [`Arena::builder`]: the chunk range and
+/// the backend. `Arena::builder(c).build()` is `Arena::new(c)`.
+///
+/// ```
+/// use flistalloc::{Arena, Backend, Error};
+/// let arena = Arena::builder(64 << 20).backend(Backend::Malloc).build();
+/// assert_eq!(arena.backend(), Backend::Malloc);
+/// let jemalloc = Arena::builder(64 << 20).backend(Backend::Jemalloc).try_build();
+/// if cfg!(feature = "jemalloc") {
+///     assert!(jemalloc.is_ok());
+/// } else {
+///     assert!(matches!(jemalloc, Err(Error::BackendUnavailable { .. })));
+/// }
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[must_use = "an ArenaBuilder does nothing until `build` or `try_build`"]
+pub struct ArenaBuilder {
+    capacity: usize,
+    range: Option<(usize, usize)>,
+    backend: Backend,
+}
+
+impl ArenaBuilder {
+    /// Serve only requested sizes in `min..=max` (bytes); by default
+    /// `0..=capacity` (at most 1 TiB). Checked by `build`.
+    pub fn chunk_range(mut self, min: usize, max: usize) -> ArenaBuilder {
+        self.range = Some((min, max));
+        self
+    }
+
+    /// Where the chunks come from; [`Backend::Flist`] by default.
+    pub fn backend(mut self, backend: Backend) -> ArenaBuilder {
+        self.backend = backend;
+        self
+    }
+
+    /// The arena.
+    ///
+    /// # Panics
+    /// As [`Arena::new`] and [`Arena::with_chunk_range`]: capacity above
+    /// 1 TiB, `min > max`, `max` above 1 TiB, the OS refusing the arena's
+    /// own pages (or jemalloc refusing a new arena); and on
+    /// [`Backend::Jemalloc`] in a build without the `jemalloc` feature.
+    pub fn build(self) -> Arena {
+        self.try_build()
+            .unwrap_or_else(|e| panic!("flistalloc: {e}"))
+    }
+
+    /// [`build`](ArenaBuilder::build), returning an error instead of
+    /// panicking: `CapacityTooLarge`, `InvalidChunkRange`,
+    /// `BackendUnavailable` or `OutOfMemory`.
+    ///
+    /// ```
+    /// use flistalloc::{Arena, Backend, Error};
+    /// let e = Arena::builder(1 << 20).chunk_range(9, 8).backend(Backend::Malloc).try_build();
+    /// assert_eq!(e.err(), Some(Error::InvalidChunkRange { min: 9, max: 8 }));
+    /// ```
+    pub fn try_build(self) -> Result<Arena, Error> {
+        let capacity = self.capacity;
+        if capacity > MAX_ARENA_SIZE {
+            return Err(Error::CapacityTooLarge { capacity });
+        }
+        let (min, max) = self.range.unwrap_or((0, capacity.min(MAX_ARENA_SIZE)));
+        let core = match self.backend {
+            Backend::Flist => Core::create(
+                min,
+                max,
+                ArenaPolicy {
+                    capacity,
+                    tag: next_tag(),
+                    backed: None,
+                },
+            )?,
+            other => {
+                if !other.available() {
+                    return Err(Error::BackendUnavailable { backend: other });
+                }
+                if min > max || max > MAX_ARENA_SIZE {
+                    return Err(Error::InvalidChunkRange { min, max });
+                }
+                Core::create_closed(ArenaPolicy {
+                    capacity,
+                    tag: next_tag(),
+                    backed: Some(backed::Backed::new(other, capacity, min, max)?),
+                })?
+            }
+        };
+        Ok(Arena {
+            core,
+            #[cfg(debug_assertions)]
+            borrowed: Cell::new(None),
+            _not_sync: PhantomData,
+        })
+    }
+}
+
 mod allocator;
+mod backed;
 
 #[cfg(test)]
 mod tests;

@@ -203,6 +203,28 @@ pub(crate) mod malloc {
         unsafe { (sys().free)(ptr.cast()) }
     }
 
+    /// The usable size of a block of this module: at least what was asked,
+    /// all of it writable (glibc's `malloc_usable_size`). Under miri, which
+    /// has no such function, the size asked (`asked`).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this module, allocated for `asked` bytes.
+    #[inline]
+    pub unsafe fn usable_size(ptr: *mut u8, asked: usize) -> usize {
+        #[cfg(not(miri))]
+        {
+            let _ = asked;
+            // SAFETY: a live block of the C allocator (contract); glibc's
+            // malloc_usable_size reads its chunk header.
+            unsafe { libc::malloc_usable_size(ptr.cast()) }
+        }
+        #[cfg(miri)]
+        {
+            let _ = ptr;
+            asked
+        }
+    }
+
     /// # Safety
     /// As `free`; `layout` is the block's layout.
     #[inline]
@@ -360,6 +382,180 @@ pub(crate) mod c {
             Backend::Jemalloc => unsafe { je::malloc_usable_size(ptr.cast()) },
             // SAFETY: a live block of the table's allocator (contract).
             _ => unsafe { (sys().malloc_usable_size)(ptr.cast()) },
+        }
+    }
+}
+
+/// A dedicated jemalloc arena with its own explicit tcache, for an `Arena`
+/// over the jemalloc backend: everything it allocates comes from this arena
+/// and goes back through this tcache, and [`destroy`](JeArena::destroy)
+/// discards it all at once.
+///
+/// An explicit tcache is tied to no thread (jemalloc's `tcache.create`), so
+/// the handle may move between threads; it must not be used by two at once,
+/// which the `Arena` (not `Sync`) guarantees.
+#[cfg(feature = "jemalloc")]
+pub(crate) struct JeArena {
+    /// Index from `arenas.create`. Invariant: a live arena that only this
+    /// handle allocates from.
+    arena: u32,
+    /// Identifier from `tcache.create`, live until `destroy`.
+    tcache: u32,
+}
+
+#[cfg(feature = "jemalloc")]
+impl JeArena {
+    /// Creates the arena and its tcache; `None` when jemalloc refuses.
+    pub fn create() -> Option<JeArena> {
+        use tikv_jemalloc_sys as je;
+        let mut arena: u32 = 0;
+        let mut tcache: u32 = 0;
+        let mut len = core::mem::size_of::<u32>();
+        // SAFETY: read-only mallctls writing one `unsigned` into a buffer of
+        // that size; the names are NUL-terminated.
+        unsafe {
+            if je::mallctl(
+                c"arenas.create".as_ptr(),
+                (&mut arena as *mut u32).cast(),
+                &mut len,
+                core::ptr::null_mut(),
+                0,
+            ) != 0
+            {
+                return None;
+            }
+            len = core::mem::size_of::<u32>();
+            if je::mallctl(
+                c"tcache.create".as_ptr(),
+                (&mut tcache as *mut u32).cast(),
+                &mut len,
+                core::ptr::null_mut(),
+                0,
+            ) != 0
+            {
+                let h = JeArena {
+                    arena,
+                    tcache: u32::MAX,
+                };
+                h.ctl_arena(c"arena.0.destroy");
+                return None;
+            }
+        }
+        Some(JeArena { arena, tcache })
+    }
+
+    /// The jemalloc arena index (for `stats.arenas.<i>.*`).
+    pub fn index(&self) -> u32 {
+        self.arena
+    }
+
+    #[inline]
+    fn flags(&self, align: usize) -> libc::c_int {
+        let base = tikv_jemalloc_sys::MALLOCX_ARENA(self.arena as usize)
+            | tikv_jemalloc_sys::MALLOCX_TCACHE(self.tcache as usize);
+        // jemalloc aligns every size class to at least 8 and to its
+        // largest power-of-two divisor up to the page: ask only above 8.
+        if align > 8 {
+            base | align.trailing_zeros() as libc::c_int
+        } else {
+            base
+        }
+    }
+
+    /// The usable size a block of `size` (at least 1) and `align` gets, or
+    /// 0 when jemalloc cannot serve it.
+    #[inline]
+    pub fn usable_size(&self, size: usize, align: usize) -> usize {
+        // SAFETY: nallocx only computes; size >= 1 (contract).
+        unsafe { tikv_jemalloc_sys::nallocx(size, self.flags(align)) }
+    }
+
+    /// A block of `size` (at least 1) aligned to `align`, from this arena
+    /// through its tcache; null on failure.
+    #[inline]
+    pub fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: size >= 1 (contract); the arena and tcache are live
+        // (invariants) and used by one thread at a time.
+        unsafe { tikv_jemalloc_sys::mallocx(size, self.flags(align)).cast() }
+    }
+
+    /// # Safety
+    /// `ptr` is a live block of this handle whose usable size is `usable`.
+    #[inline]
+    pub unsafe fn free(&self, ptr: *mut u8, usable: usize) {
+        // SAFETY: contract; sdallocx takes any size between the asked and
+        // the usable one, and the usable size is a size class of its own, so
+        // no alignment flag is needed to name it.
+        unsafe {
+            tikv_jemalloc_sys::sdallocx(
+                ptr.cast(),
+                usable,
+                tikv_jemalloc_sys::MALLOCX_TCACHE(self.tcache as usize),
+            )
+        }
+    }
+
+    /// Returns the arena's unused dirty pages to the OS (`arena.<i>.purge`).
+    pub fn purge(&self) {
+        self.ctl_arena(c"arena.0.purge");
+    }
+
+    /// A write-nothing mallctl `arena.<i>.<op>` for this arena; `name` is
+    /// spelled with index 0, replaced through the MIB. True on success.
+    fn ctl_arena(&self, name: &core::ffi::CStr) -> bool {
+        use tikv_jemalloc_sys as je;
+        let mut mib = [0usize; 3];
+        let mut len = mib.len();
+        // SAFETY: the name is NUL-terminated and `mib` holds `len` entries;
+        // the by-MIB call reads and writes nothing else.
+        unsafe {
+            if je::mallctlnametomib(name.as_ptr(), mib.as_mut_ptr(), &mut len) != 0 {
+                return false;
+            }
+            mib[1] = self.arena as usize;
+            je::mallctlbymib(
+                mib.as_ptr(),
+                len,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+            ) == 0
+        }
+    }
+
+    /// Flushes and destroys the tcache, then destroys the arena: every
+    /// block of this handle is discarded at once, whatever thread made it.
+    ///
+    /// # Safety
+    /// No block of this handle is used afterwards.
+    pub unsafe fn destroy(self) {
+        use tikv_jemalloc_sys as je;
+        let mut t = self.tcache;
+        let n = core::mem::size_of::<u32>();
+        // SAFETY: write-only mallctls taking one `unsigned`, our live tcache
+        // id; the arena is reset only after its cached blocks were flushed
+        // back to it, as `arena.<i>.destroy` requires.
+        unsafe {
+            je::mallctl(
+                c"tcache.flush".as_ptr(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                (&mut t as *mut u32).cast(),
+                n,
+            );
+            je::mallctl(
+                c"tcache.destroy".as_ptr(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                (&mut t as *mut u32).cast(),
+                n,
+            );
+        }
+        if !self.ctl_arena(c"arena.0.destroy") {
+            crate::msg::warn(&[
+                b"jemalloc refused arena.<i>.destroy; the arena's memory stays with jemalloc",
+            ]);
         }
     }
 }

@@ -23,7 +23,8 @@ pub enum Error {
     SizeOutOfRange { size: usize, min: usize, max: usize },
     /// The alignment is above the page size (4096), which slabs cannot promise.
     UnsupportedAlignment { align: usize },
-    /// A new pool would take the arena's heap over its capacity.
+    /// A new pool (flist), or the new chunk's usable size (malloc, jemalloc),
+    /// `needed` bytes, would take the arena's `heap` over its `capacity`.
     OutOfCapacity {
         needed: usize,
         heap: usize,
@@ -38,6 +39,9 @@ pub enum Error {
     ForeignPointer { addr: usize },
     /// A chunk freed while already free (caught cheaply: see `Arena::free`).
     DoubleFree { addr: usize },
+    /// The backend asked of [`ArenaBuilder::backend`](crate::ArenaBuilder::backend)
+    /// is not in this build: `Jemalloc` needs the cargo feature `jemalloc`.
+    BackendUnavailable { backend: crate::Backend },
 }
 
 impl fmt::Display for Error {
@@ -65,7 +69,7 @@ impl fmt::Display for Error {
                 capacity,
             } => write!(
                 f,
-                "arena out of capacity: a pool of {needed} bytes does not fit ({heap} of {capacity} bytes used)"
+                "arena out of capacity: {needed} more bytes do not fit ({heap} of {capacity} bytes used)"
             ),
             Error::OutOfMemory { bytes } => {
                 write!(f, "out of memory: the OS refused to map {bytes} bytes")
@@ -75,6 +79,11 @@ impl fmt::Display for Error {
                 write!(f, "pointer {addr:#x} was not handed out by this arena")
             }
             Error::DoubleFree { addr } => write!(f, "double free of chunk {addr:#x}"),
+            Error::BackendUnavailable { backend } => write!(
+                f,
+                "backend {} is not in this build (it needs the cargo feature `jemalloc`)",
+                backend.name()
+            ),
         }
     }
 }

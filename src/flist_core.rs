@@ -119,6 +119,9 @@ pub(crate) struct Core<P: Policy> {
     /// `min_size..=max_size` (any alignment up to the page) can map to.
     lo: usize,
     hi: usize,
+    /// Requested sizes served: `min_size..=max_size`. A closed core
+    /// ([`Core::create_closed`]) has `min_size = 1 > max_size = 0`: it
+    /// serves no size, so every allocation misses at the range check.
     min_size: usize,
     max_size: usize,
     /// Bytes of the live pools (the seed's `Info.heap`). Invariant: the sum
@@ -172,6 +175,24 @@ impl<P: Policy> Core<P> {
                 mapping_bytes: bytes,
                 policy,
             });
+        }
+        Ok(core)
+    }
+
+    /// A core that serves no size and maps no pool: every allocation fails
+    /// its range check (`SizeOutOfRange`) and every free its segment-map
+    /// lookup (`ForeignPointer`), both before any other work, so an owner
+    /// that serves requests elsewhere (the `Arena` over malloc or jemalloc)
+    /// finds them on the error path its flist fast paths already have.
+    ///
+    /// # Errors
+    /// `OutOfMemory` when the OS refuses the core's own page.
+    pub fn create_closed(policy: P) -> Result<NonNull<Core<P>>, Error> {
+        let core = Self::create(0, 0, policy)?;
+        // SAFETY: a core just made, ours alone.
+        unsafe {
+            (*core.as_ptr()).min_size = 1;
+            (*core.as_ptr()).max_size = 0;
         }
         Ok(core)
     }

@@ -31,15 +31,16 @@
 //! | 0 | `stats.rs` | `Info`, `SlabUse`, `Stats` and the process-wide counters |
 //! | 1 | `os.rs` | pages from the OS: map, unmap, decommit (miri: aligned allocations) |
 //! | 2 | `size_class.rs` | the slab table, size to slab, the size limits |
+//! | 2 | `chunk_set.rs` | the live chunks of an `Arena` over malloc/jemalloc (address to size) |
 //! | 3 | `segment_map.rs` | which 4 MiB granules are flist segments, and whose |
-//! | 3 | `error.rs` | `Error`, the explicit `Arena`'s errors |
 //! | 4 | `pool.rs` | a pool header: free lists, the one pop and push, remote frees |
 //! | 4 | `large.rs` | the C library's large blocks: one mapping each, header, in the segment map |
 //! | 5 | `segment.rs` | a segment: header, page map, pool slots |
 //! | 6 | `backend.rs` | `Backend`; malloc and jemalloc behind one interface |
 //! | 7 | `config.rs` | every setting, read once from the environment |
+//! | 7 | `error.rs` | `Error`, the explicit `Arena`'s errors (one names a `Backend`) |
 //! | 8 | `flist_core.rs` | the single-threaded core `Core<P: Policy>` |
-//! | 9 | `arena.rs`, `arena/` | the explicit `Arena` (arena policy, `Allocator` impl) |
+//! | 9 | `arena.rs`, `arena/` | the explicit `Arena` (arena policy, builder, `Allocator` impl, malloc/jemalloc backing) |
 //! | 9 | `global.rs`, `global/` | `Flist`: thread cores, remote frees, thread exit, routing; `global/clib.rs`: the C allocator (`malloc` and family) |
 //! | 10 | `raw.rs` | the low-level interface for the C library (`flistalloc::raw`) |
 //!
@@ -55,6 +56,7 @@ compile_error!(
 // The layers are in the table above (rustfmt keeps these sorted).
 mod arena;
 mod backend;
+mod chunk_set;
 mod config;
 mod error;
 mod flist_core;
@@ -71,7 +73,7 @@ mod size_class;
 mod stats;
 mod sync;
 
-pub use arena::Arena;
+pub use arena::{Arena, ArenaBuilder};
 pub use backend::Backend;
 pub use config::parse_capacity;
 pub use error::Error;

@@ -12,15 +12,25 @@
 /// # unsafe { arena.free(p.as_ptr()) };
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// On an arena over malloc or jemalloc (see [`Arena`](crate::Arena)'s
+/// backends) the arena maps no pools: `heap` and `allocated` are both the sum
+/// of the usable sizes of the live chunks, and `overhead` is the core's page
+/// plus the table of live chunks.
 pub struct Info {
-    /// The capacity the arena was made with: the most `heap` may reach.
+    /// The capacity the arena was made with: the most `heap` may reach, in
+    /// bytes.
     pub capacity: usize,
-    /// Bytes mapped from the OS for pools (what capacity bounds).
+    /// Bytes mapped from the OS for pools (what capacity bounds); on malloc
+    /// and jemalloc, the usable sizes of the live chunks.
     pub heap: usize,
-    /// Sum of the slab sizes of live chunks.
+    /// Sum of the slab sizes of live chunks (on malloc and jemalloc: of
+    /// their usable sizes), in bytes.
     pub allocated: usize,
     /// Bytes of bookkeeping mapped beside the pools: segment headers and the
-    /// arena's slab table. (The process-wide segment map is not included.)
+    /// arena's slab table (on malloc and jemalloc: the core's page and the
+    /// table of live chunks). The process-wide segment map, and jemalloc's
+    /// own metadata, are not included.
     pub overhead: usize,
 }
 

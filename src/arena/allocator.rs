@@ -23,6 +23,36 @@
 //!   chunk). `grow` and `shrink` keep the first `min(old.size(), new.size())`
 //!   bytes, all a caller may rely on; they stay in place when the new layout
 //!   maps to the block's slab and is in the chunk range.
+//! * **Other backends.** On an arena over malloc or jemalloc a chunk is as
+//!   long as its usable size ([`Arena::chunk_size`]); `grow` and `shrink`
+//!   stay in place when the new layout fits that size, its alignment and
+//!   the chunk range, and move otherwise. The zero-size rules are the same.
+//!
+//! The borrow of the arena that a collection holds keeps it alive: it cannot
+//! be released while a `Vec<_, &Arena>` lives, on any backend.
+//!
+//! ```compile_fail
+//! use allocator_api2::vec::Vec;
+//! use flistalloc::{Arena, Backend};
+//! let arena = Arena::builder(1 << 20).backend(Backend::Malloc).build();
+//! let mut v = Vec::new_in(&arena);
+//! v.push(1u32);
+//! arena.release(); // error[E0505]: cannot move out of `arena` while borrowed
+//! v.push(2);
+//! ```
+//!
+//! The same program without the release compiles and runs:
+//!
+//! ```
+//! use allocator_api2::vec::Vec;
+//! use flistalloc::{Arena, Backend};
+//! let arena = Arena::builder(1 << 20).backend(Backend::Malloc).build();
+//! let mut v = Vec::new_in(&arena);
+//! v.push(1u32);
+//! v.push(2);
+//! drop(v);
+//! arena.release();
+//! ```
 
 use super::Arena;
 use crate::size_class;
@@ -46,11 +76,12 @@ impl Arena {
         size_class::slab_index_aligned(layout.size(), layout.align())
     }
 
-    /// A whole chunk for a non-zero-size `layout`, as long as its slab.
+    /// A whole chunk for a non-zero-size `layout`, as long as its slab (on
+    /// malloc and jemalloc: its usable size).
     fn allocate_chunk(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         debug_assert!(layout.size() != 0);
-        let (p, idx) = self.core().alloc_layout(layout).map_err(|_| AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(p, size_class::slab_size(idx)))
+        let (p, len) = self.alloc_with_len(layout).map_err(|_| AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, len))
     }
 
     /// Moves or keeps a chunk for `new`; the result is as long as its slab
@@ -69,20 +100,39 @@ impl Arena {
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         debug_assert!(old.size() != 0 && new.size() != 0);
-        let old_idx = Self::slab_of(old).ok_or(AllocError)?;
-        let new_idx = Self::slab_of(new).ok_or(AllocError)?;
-        // The core's borrow ends before `self.free` below takes it again.
-        let (fresh, idx) = {
-            let mut core = self.core();
-            if old_idx == new_idx && new.size() >= core.min_size() && new.size() <= core.max_size()
-            {
-                // Same slab: its chunks are aligned to `new.align()` too, and
-                // the block is a whole chunk of that slab.
-                let len = size_class::slab_size(old_idx);
-                return Ok(NonNull::slice_from_raw_parts(ptr, len));
+        // The core's borrow ends before `alloc_with_len` and `self.free`
+        // below take it again.
+        {
+            let core = self.core();
+            match &core.policy.backed {
+                None => {
+                    let old_idx = Self::slab_of(old).ok_or(AllocError)?;
+                    let new_idx = Self::slab_of(new).ok_or(AllocError)?;
+                    if old_idx == new_idx
+                        && new.size() >= core.min_size()
+                        && new.size() <= core.max_size()
+                    {
+                        // Same slab: its chunks are aligned to `new.align()`
+                        // too, and the block is a whole chunk of that slab.
+                        let len = size_class::slab_size(old_idx);
+                        return Ok(NonNull::slice_from_raw_parts(ptr, len));
+                    }
+                }
+                Some(b) => {
+                    // The set knows the block's usable size: it stays when
+                    // the new layout fits it and the chunk range.
+                    let len = b.chunk_size(ptr.as_ptr()).map_err(|_| AllocError)?;
+                    if new.size() <= len
+                        && (ptr.as_ptr() as usize).is_multiple_of(new.align())
+                        && new.size() >= b.min()
+                        && new.size() <= b.max()
+                    {
+                        return Ok(NonNull::slice_from_raw_parts(ptr, len));
+                    }
+                }
             }
-            core.alloc_layout(new).map_err(|_| AllocError)?
-        };
+        }
+        let (fresh, len) = self.alloc_with_len(new).map_err(|_| AllocError)?;
         // SAFETY: `ptr` is a live chunk holding at least `old.size()` bytes
         // (`old` fits it) and `fresh` a chunk just taken holding at least
         // `new.size()`, so both are valid for the smaller of the two; they
@@ -97,10 +147,7 @@ impl Arena {
             );
             self.free(ptr.as_ptr());
         }
-        Ok(NonNull::slice_from_raw_parts(
-            fresh,
-            size_class::slab_size(idx),
-        ))
+        Ok(NonNull::slice_from_raw_parts(fresh, len))
     }
 }
 

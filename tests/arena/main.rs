@@ -11,12 +11,17 @@
 //! * [`props`]: random operation sequences against a shadow model
 //!   (proptest);
 //! * [`allocator`]: `&Arena` as an `allocator_api2` `Allocator`: returned
-//!   lengths, zeroing, zero-size layouts.
+//!   lengths, zeroing, zero-size layouts;
+//! * [`backends`]: the contract on every backend (flist, malloc, jemalloc),
+//!   one body per test run on each, and release by each backend's statistics.
 //!
 //! The helpers below are the public contract's arithmetic the modules share.
 
 mod allocator;
 mod api;
+mod backends;
+#[path = "../common/mod.rs"]
+mod common;
 mod props;
 
 use flistalloc::slabs;

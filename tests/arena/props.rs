@@ -13,11 +13,18 @@
 //! * failures are exactly the predicted ones: a size outside the chunk range,
 //!   or no free chunk in the slab and no room left for a page-rounded chunk.
 //!
+//! The same sequences run on an `Arena` over each backend (flist, malloc,
+//! jemalloc); the flist-exact predictions (the slab, when a pool is mapped)
+//! apply to flist only. On malloc and jemalloc a block's length is its usable
+//! size (`chunk_size`, at least the request), a refusal for capacity must be
+//! one the figures explain, and an immediate double free is reported as a
+//! foreign pointer.
+//!
 //! Scaled down under miri (`cargo +nightly miri test -p flistalloc --test arena`).
 
 use crate::{expected_slab, round_pages, PAGE};
 use allocator_api2::alloc::Allocator;
-use flistalloc::{Arena, Error};
+use flistalloc::{Arena, Backend, Error};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::alloc::Layout;
@@ -81,11 +88,14 @@ struct Block {
     len: usize,
     align: usize,
     pat: u8,
+    /// The chunk's length: its slab (flist) or usable size.
     slab: usize,
 }
 
 struct Model<'a> {
     arena: &'a Arena,
+    /// Whether the flist-exact predictions apply.
+    flist: bool,
     capacity: usize,
     min: usize,
     max: usize,
@@ -125,7 +135,9 @@ impl Model<'_> {
     }
 
     /// The outcome the contract dictates for a request of `size`/`align`:
-    /// the slab, or the error.
+    /// the slab, or the error. On malloc and jemalloc the capacity outcome
+    /// depends on the usable size, known only after: `Ok(0)` stands for
+    /// "in range, capacity permitting" (see `capacity_refusal_is_explained`).
     fn predict(&self, size: usize, align: usize) -> Result<usize, Error> {
         if size < self.min || size > self.max {
             return Err(Error::SizeOutOfRange {
@@ -133,6 +145,9 @@ impl Model<'_> {
                 min: self.min,
                 max: self.max,
             });
+        }
+        if !self.flist {
+            return Ok(0);
         }
         let slab = expected_slab(size, align);
         let heap = self.arena.info().heap;
@@ -153,10 +168,21 @@ impl Model<'_> {
         );
     }
 
+    /// On malloc and jemalloc: whether an `OutOfCapacity` for a request of
+    /// `size`/`align` is one the figures explain: the room left is below
+    /// what any usable size for it can be (the request itself, at most 25%
+    /// and a page more: glibc's and jemalloc's size classes).
+    fn capacity_refusal_is_explained(&self, size: usize, align: usize) -> bool {
+        let room = self.capacity - self.arena.info().heap;
+        let bound = size.max(align).max(1) * 5 / 4 + PAGE;
+        room < bound
+    }
+
     /// Records a new block after checking it overlaps no live one.
     fn insert(&mut self, addr: usize, b: Block) {
         assert_eq!(addr % b.align, 0, "{addr:#x} not aligned for {b:?}");
         assert_eq!(addr % 8, 0);
+        assert!(b.slab >= b.len.max(1), "{addr:#x} {b:?}");
         assert_eq!(
             self.arena.chunk_size(b.ptr.as_ptr()),
             b.slab,
@@ -204,13 +230,33 @@ impl Model<'_> {
             How::Layout => self.arena.try_alloc_layout(lay),
             How::Allocator => match self.arena.allocate(lay) {
                 Ok(block) => {
-                    if let Ok(slab) = expect {
-                        assert_eq!(block.len(), slab, "allocate's block length is the slab");
+                    let len = self.arena.chunk_size(block.cast::<u8>().as_ptr());
+                    assert_eq!(block.len(), len, "allocate's block length is the chunk's");
+                    if let (true, Ok(slab)) = (self.flist, &expect) {
+                        assert_eq!(block.len(), *slab, "allocate's block length is the slab");
                     }
                     Ok(block.cast::<u8>())
                 }
+                Err(_) if !self.flist && expect.is_ok() => Err(Error::OutOfCapacity {
+                    needed: 0,
+                    heap: heap_before,
+                    capacity: self.capacity,
+                }),
                 Err(_) => Err(expect.expect_err("allocate failed where it should succeed")),
             },
+        };
+        let expect = match (expect, &got) {
+            // Not flist: the chunk's length is what the backend says.
+            (Ok(0), Ok(p)) if !self.flist => Ok(self.arena.chunk_size(p.as_ptr())),
+            (Ok(0), Err(e @ Error::OutOfCapacity { .. })) if !self.flist => {
+                assert!(
+                    self.capacity_refusal_is_explained(size, align),
+                    "size {size} align {align}: {e:?} with {:?}",
+                    self.arena.info()
+                );
+                Err(*e)
+            }
+            (e, _) => e,
         };
         match (expect, got) {
             (Ok(slab), Ok(p)) => {
@@ -260,9 +306,14 @@ impl Model<'_> {
         self.live.remove(&addr);
         if again {
             // SAFETY: any pointer may be passed; p was freed just now, so it
-            // heads its pool's free list: the double free is caught.
+            // heads its pool's free list (flist), or is no longer in the
+            // arena's set of live chunks (malloc, jemalloc): it is caught.
             let r = unsafe { self.arena.try_free(p.as_ptr()) };
-            assert_eq!(r, Err(Error::DoubleFree { addr }));
+            if self.flist {
+                assert_eq!(r, Err(Error::DoubleFree { addr }));
+            } else {
+                assert_eq!(r, Err(Error::ForeignPointer { addr }));
+            }
         }
     }
 
@@ -279,10 +330,18 @@ impl Model<'_> {
         let grow = new_len >= b.len;
         let old = Layout::from_size_align(b.len, b.align).unwrap();
         let new = Layout::from_size_align(new_len, new_align).unwrap();
-        let new_slab = expected_slab(new_len, new_align);
         let in_range = new_len >= self.min && new_len <= self.max;
-        let in_place = in_range && new_slab == b.slab;
+        let (new_slab, in_place) = if self.flist {
+            let s = expected_slab(new_len, new_align);
+            (s, in_range && s == b.slab)
+        } else {
+            // Stays when the new layout fits the chunk's usable size.
+            let fits = new_len <= b.slab && addr.is_multiple_of(new_align);
+            (0, in_range && fits)
+        };
         let expect_ok = in_place || (in_range && self.predict(new_len, new_align).is_ok());
+        // Not flist: a move may still be refused for capacity.
+        let may_fail = !self.flist && !in_place && in_range;
         let p = b.ptr;
         // SAFETY: p is a live block of this arena fitting `old` (its size lies
         // between the requested size and the slab, its alignment is the one
@@ -308,6 +367,11 @@ impl Model<'_> {
                 assert!(expect_ok, "{old:?} -> {new:?} succeeded, expected an error");
                 let q = block.cast::<u8>();
                 let qa = q.as_ptr() as usize;
+                let new_slab = if self.flist {
+                    new_slab
+                } else {
+                    self.arena.chunk_size(q.as_ptr())
+                };
                 assert_eq!(block.len(), new_slab, "{old:?} -> {new:?}");
                 if in_place {
                     assert_eq!(
@@ -344,7 +408,11 @@ impl Model<'_> {
                 self.insert(qa, nb);
             }
             Err(_) => {
-                assert!(!expect_ok, "{old:?} -> {new:?} failed, expected success");
+                assert!(
+                    !expect_ok
+                        || (may_fail && self.capacity_refusal_is_explained(new_len, new_align)),
+                    "{old:?} -> {new:?} failed, expected success"
+                );
                 // The block is untouched.
                 self.check_block(addr, &b);
                 assert_eq!(self.arena.chunk_size(p.as_ptr()), b.slab);
@@ -356,6 +424,9 @@ impl Model<'_> {
         let Some((_, b)) = self.pick(pick) else {
             return;
         };
+        if b.slab < 2 {
+            return;
+        }
         let inner = b.ptr.as_ptr().wrapping_add(1 + offset % (b.slab - 1));
         let before = self.arena.info();
         // SAFETY: any pointer may be passed; one inside a chunk is reported.
@@ -389,13 +460,19 @@ impl Model<'_> {
         assert_eq!(info.allocated, model_sum);
         assert_eq!(info.capacity, self.capacity);
         assert!(info.heap <= self.capacity, "{info:?}");
-        assert_eq!(info.heap % PAGE, 0);
+        if self.flist {
+            assert_eq!(info.heap % PAGE, 0);
+        } else {
+            assert_eq!(info.heap, info.allocated);
+        }
         assert!(info.allocated <= info.heap);
         assert!(info.overhead > 0 && info.overhead.is_multiple_of(PAGE));
 
+        // Grouped by the flist slab table: the smallest slab holding the
+        // chunk (on flist, the chunk's own slab).
         let mut per_slab: BTreeMap<usize, usize> = BTreeMap::new();
         for b in self.live.values() {
-            *per_slab.entry(b.slab).or_default() += 1;
+            *per_slab.entry(expected_slab(b.slab, 1)).or_default() += 1;
         }
         let util = self.arena.utilization();
         assert!(util.windows(2).all(|w| w[0].slab < w[1].slab));
@@ -405,7 +482,9 @@ impl Model<'_> {
             assert_eq!(u.ratio, u.in_use as f64 / u.held as f64);
             held_bytes += u.held * u.slab;
         }
-        assert!(held_bytes <= info.heap);
+        if self.flist {
+            assert!(held_bytes <= info.heap);
+        }
         let in_use: BTreeMap<usize, usize> = util
             .iter()
             .filter(|u| u.in_use > 0)
@@ -506,42 +585,79 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn random_ops_match_the_model(
+    fn random_ops_match_the_model_flist(
         (capacity, range) in shape(),
         ops in prop::collection::vec(op(), 0..=MAX_OPS),
     ) {
-        let arena = match range {
-            None => Arena::new(capacity),
-            Some((min, max)) => Arena::with_chunk_range(capacity, min, max),
-        };
-        let (min, max) = range.unwrap_or((0, capacity));
-        let mut model = Model {
-            arena: &arena,
-            capacity,
-            min,
-            max,
-            live: BTreeMap::new(),
-            next_pat: 0,
-        };
-        for op in ops {
-            match op {
-                Op::Alloc { size, align, how } => model.alloc(size, align, how),
-                Op::Free { pick, via_allocator, again } => model.free(pick, via_allocator, again),
-                Op::Grow { pick, extra, align, zeroed } => {
-                    let Some((_, b)) = model.pick(pick) else { continue };
-                    let new_len = (b.len + extra).min(MAX_SIZE).max(b.len);
-                    model.resize(pick, new_len, align, zeroed);
-                }
-                Op::Shrink { pick, keep, align } => {
-                    let Some((_, b)) = model.pick(pick) else { continue };
-                    let new_len = (b.len as u64 * keep as u64 / u16::MAX as u64) as usize;
-                    model.resize(pick, new_len, align, false);
-                }
-                Op::Interior { pick, offset } => model.interior(pick, offset),
-                Op::Trim => model.trim(),
-            }
-            model.check_figures();
-        }
-        model.finish();
+        run(Backend::Flist, capacity, range, ops);
     }
+
+    #[test]
+    fn random_ops_match_the_model_malloc(
+        (capacity, range) in shape(),
+        ops in prop::collection::vec(op(), 0..=MAX_OPS),
+    ) {
+        run(Backend::Malloc, capacity, range, ops);
+    }
+
+    #[test]
+    #[cfg(all(feature = "jemalloc", not(miri)))]
+    fn random_ops_match_the_model_jemalloc(
+        (capacity, range) in shape(),
+        ops in prop::collection::vec(op(), 0..=MAX_OPS),
+    ) {
+        run(Backend::Jemalloc, capacity, range, ops);
+    }
+}
+
+/// One case: `ops` on an arena of `capacity` (and `range`) over `backend`.
+fn run(backend: Backend, capacity: usize, range: Option<(usize, usize)>, ops: Vec<Op>) {
+    let builder = Arena::builder(capacity).backend(backend);
+    let arena = match range {
+        None => builder.build(),
+        Some((min, max)) => builder.chunk_range(min, max).build(),
+    };
+    let (min, max) = range.unwrap_or((0, capacity));
+    let mut model = Model {
+        arena: &arena,
+        flist: backend == Backend::Flist,
+        capacity,
+        min,
+        max,
+        live: BTreeMap::new(),
+        next_pat: 0,
+    };
+    for op in ops {
+        match op {
+            Op::Alloc { size, align, how } => model.alloc(size, align, how),
+            Op::Free {
+                pick,
+                via_allocator,
+                again,
+            } => model.free(pick, via_allocator, again),
+            Op::Grow {
+                pick,
+                extra,
+                align,
+                zeroed,
+            } => {
+                let Some((_, b)) = model.pick(pick) else {
+                    continue;
+                };
+                let new_len = (b.len + extra).min(MAX_SIZE).max(b.len);
+                model.resize(pick, new_len, align, zeroed);
+            }
+            Op::Shrink { pick, keep, align } => {
+                let Some((_, b)) = model.pick(pick) else {
+                    continue;
+                };
+                let new_len = (b.len as u64 * keep as u64 / u16::MAX as u64) as usize;
+                model.resize(pick, new_len, align, false);
+            }
+            Op::Interior { pick, offset } => model.interior(pick, offset),
+            Op::Trim => model.trim(),
+        }
+        model.check_figures();
+    }
+    model.finish();
 }
