@@ -63,8 +63,8 @@ impl Config {
             c.capacity = parse_or_warn(
                 b"FLISTALLOC_CAPACITY=",
                 v,
-                parse_capacity(v),
-                b" (expected bytes with an optional K/M/G/T suffix, at most 1T); using the default, 1 TiB",
+                parse_capacity(v).filter(|&n| n > 0),
+                b" (expected bytes, more than 0, with an optional K/M/G/T suffix, at most 1T); using the default, 1 TiB",
             );
         }
         if let Some(v) = env(c"FLISTALLOC_RESERVE_POOLS") {

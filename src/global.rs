@@ -281,7 +281,7 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
     unsafe {
         let Some(pool) = pool_of_chunk(seg, entry, addr) else {
             die(
-                b"dealloc of a pointer flist did not hand out (inside a segment) ",
+                b"free of a pointer that is not a live flist chunk (an interior pointer, or memory freed before): ",
                 addr,
             )
         };
@@ -291,7 +291,10 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
             (*core).set_hot(addr);
         }
         if (*core).free_in_pool(pool, addr).is_err() {
-            die(b"double free of ", addr);
+            die(
+                b"double free (free or realloc of a chunk already free): ",
+                addr,
+            );
         }
     }
 }

@@ -438,3 +438,29 @@ fn capacity_counts_without_sizes() {
         );
     }
 }
+
+#[test]
+fn double_free_of_an_unmapped_large_block_aborts() {
+    if is_child() {
+        // More large blocks than the cache of free mappings keeps, so the
+        // last ones freed are unmapped; then the last one is freed again.
+        let blocks: Vec<*mut core::ffi::c_void> = (0..20).map(|_| raw::malloc(1 << 20)).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        for &p in &blocks {
+            // SAFETY: each block freed once here.
+            unsafe { raw::free(p) };
+        }
+        // SAFETY: none: the misuse under test.
+        unsafe { raw::free(blocks[19]) };
+        eprintln!("survived");
+        return;
+    }
+    let err = child_aborts("double_free_of_an_unmapped_large_block_aborts", &[]);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("flistalloc: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("free of an unmapped address"), "{err}");
+    assert!(!err.contains("survived"), "{err}");
+}

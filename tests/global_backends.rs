@@ -307,6 +307,18 @@ fn too_large_capacity_warns_and_uses_default() {
 }
 
 #[test]
+fn zero_capacity_warns_and_uses_default() {
+    if is_child() {
+        return child_default_capacity();
+    }
+    let stderr = child_ok(
+        "zero_capacity_warns_and_uses_default",
+        &[("FLISTALLOC_CAPACITY", "0")],
+    );
+    check_capacity_warning(&stderr, "=0 ");
+}
+
+#[test]
 fn parse_capacity_cases() {
     use flistalloc::parse_capacity as p;
     assert_eq!(p(b"0"), Some(0));

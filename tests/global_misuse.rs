@@ -67,7 +67,10 @@ fn dealloc_of_interior_pointer_aborts() {
         eprintln!("{SURVIVED}");
         return;
     }
-    child_dies_with("dealloc_of_interior_pointer_aborts", "did not hand out");
+    child_dies_with(
+        "dealloc_of_interior_pointer_aborts",
+        "not a live flist chunk",
+    );
 }
 
 #[test]

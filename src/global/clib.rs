@@ -347,7 +347,10 @@ unsafe fn large_free(h: *mut Large, addr: usize) {
     // SAFETY: a live mapping (contract); once released it is ours alone.
     unsafe {
         if !large::release(h) {
-            die(b"double free of ", addr);
+            die(
+                b"double free (free or realloc of a large block already free): ",
+                addr,
+            );
         }
         let count = large::counted(h);
         budget::give(count);
@@ -566,6 +569,33 @@ unsafe fn free_slow(p: *mut u8) {
     set_errno(saved);
 }
 
+/// Under the flist backend a pointer that is not flistalloc memory should
+/// be a block glibc made before this library took over, and glibc reads its
+/// chunk header, just below it. When those bytes are not even mapped, the
+/// pointer is nobody's (most likely a large block of ours freed before, its
+/// mapping gone): report it rather than let glibc fault. One `mincore` per
+/// such call; under the flist backend they are rare (glibc's blocks are
+/// only those made before the library was loaded). Under `malloc` and
+/// `jemalloc`, whose blocks are all not flistalloc's, no check is made, as
+/// with those allocators loaded directly.
+fn check_foreign_mapped(what: &[u8], addr: usize) {
+    // SAFETY: sysconf has no preconditions and does not allocate.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    if !page.is_power_of_two() {
+        return;
+    }
+    let start = addr.saturating_sub(2 * core::mem::size_of::<usize>()) & !(page - 1);
+    let end = (addr & !(page - 1)) + page;
+    let mut resident = [0u8; 2];
+    // SAFETY: mincore writes one byte per page of [start, end), at most two
+    // pages (the header lies at most 16 bytes below addr), into a 2-byte
+    // buffer; `start` is page-aligned. It reads no memory of the range.
+    let rc = unsafe { libc::mincore(start as *mut c_void, end - start, resident.as_mut_ptr()) };
+    if rc != 0 && errno() == libc::ENOMEM {
+        die(what, addr);
+    }
+}
+
 /// Frees a pointer that is not flistalloc memory: jemalloc's under the
 /// jemalloc backend, glibc's otherwise; leaked while glibc's functions are
 /// not known yet.
@@ -574,6 +604,12 @@ unsafe fn free_slow(p: *mut u8) {
 /// `p` is a live block of that allocator.
 unsafe fn free_foreign(p: *mut u8) {
     let b = BACKEND.load(Ordering::Acquire);
+    if b != MALLOC && b != JEMALLOC {
+        check_foreign_mapped(
+            b"free of an unmapped address (a large block freed before?): ",
+            p as usize,
+        );
+    }
     let bk = if b == JEMALLOC {
         Backend::Jemalloc
     } else if RESOLVED.load(Ordering::Acquire) {
@@ -626,6 +662,12 @@ unsafe fn realloc_inner(p: *mut u8, size: usize) -> *mut u8 {
     let flist_now = b == 0 || b == FLIST;
     let old_usable;
     if entry == 0 {
+        if flist_now {
+            check_foreign_mapped(
+                b"realloc of an unmapped address (a large block freed before?): ",
+                addr,
+            );
+        }
         let bk = if b == JEMALLOC {
             Backend::Jemalloc
         } else if RESOLVED.load(Ordering::Acquire) {
@@ -651,7 +693,7 @@ unsafe fn realloc_inner(p: *mut u8, size: usize) -> *mut u8 {
                 // holds the chunk, which pins its pool's fixed fields.
                 let Some(pool) = (unsafe { pool_of_chunk_remote(seg, entry, addr) }) else {
                     die(
-                        b"realloc of a pointer flist did not hand out (inside a segment) ",
+                        b"realloc of a pointer that is not a live flist chunk (an interior pointer, or memory freed before): ",
                         addr,
                     )
                 };
@@ -767,13 +809,21 @@ pub(crate) unsafe fn usable_size(ptr: *const c_void) -> usize {
     let addr = ptr as usize;
     let entry = segment_map::lookup(addr);
     if entry == 0 {
-        let bk = if BACKEND.load(Ordering::Acquire) == JEMALLOC {
+        let b = BACKEND.load(Ordering::Acquire);
+        if b != MALLOC && b != JEMALLOC {
+            check_foreign_mapped(
+                b"malloc_usable_size of an unmapped address (a large block freed before?): ",
+                addr,
+            );
+        }
+        let bk = if b == JEMALLOC {
             Backend::Jemalloc
         } else if RESOLVED.load(Ordering::Acquire) {
             Backend::Malloc
         } else {
             return 0;
         };
+
         // SAFETY: a live block of `bk` (contract).
         return unsafe { sysc::usable_size(bk, ptr.cast_mut().cast()) };
     }
@@ -785,7 +835,7 @@ pub(crate) unsafe fn usable_size(ptr: *const c_void) -> usize {
                 // SAFETY: as above.
                 Some(pool) => unsafe { (*pool).chunk_size() },
                 None => die(
-                    b"malloc_usable_size of a pointer flist did not hand out (inside a segment) ",
+                    b"malloc_usable_size of a pointer that is not a live flist chunk (an interior pointer, or memory freed before): ",
                     addr,
                 ),
             }

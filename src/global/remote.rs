@@ -49,7 +49,7 @@ pub(crate) unsafe fn free(seg: *mut Segment, entry: usize, addr: usize) -> bool 
         }
         let Some(pool) = pool_of_chunk_remote(seg, entry, addr) else {
             die(
-                b"dealloc of a pointer flist did not hand out (inside a segment) ",
+                b"free of a pointer that is not a live flist chunk (an interior pointer, or memory freed before): ",
                 addr,
             )
         };
