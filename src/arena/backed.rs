@@ -112,18 +112,20 @@ impl Backed {
         };
         let (p, usable) = match &self.source {
             Source::Malloc => {
-                // glibc aligns every block to 16: ask for more only above.
-                let layout = Layout::from_size_align(asked, align.max(1))
-                    .map_err(|_| Error::OutOfMemory { bytes: asked })?;
+                // C's malloc aligns a block of n bytes for any type of up
+                // to n bytes (glibc: always to 16), so up to 16 asking for
+                // at least `align` and 8 bytes is enough (8: the alignment
+                // `alloc` promises); above, posix_memalign.
                 let layout = if align <= 16 {
-                    Layout::from_size_align(asked, 1).unwrap_or(layout)
+                    Layout::from_size_align(asked.max(align).max(8), 1)
                 } else {
-                    layout
-                };
+                    Layout::from_size_align(asked, align)
+                }
+                .map_err(|_| Error::OutOfMemory { bytes: asked })?;
                 let p = NonNull::new(backend::malloc::alloc(layout))
                     .ok_or(Error::OutOfMemory { bytes: asked })?;
-                // SAFETY: a live block just allocated for `asked` bytes.
-                let usable = unsafe { backend::malloc::usable_size(p.as_ptr(), asked) };
+                // SAFETY: a live block just allocated for `layout.size()`.
+                let usable = unsafe { backend::malloc::usable_size(p.as_ptr(), layout.size()) };
                 if usable > self.capacity - heap {
                     // SAFETY: the block just allocated, never handed out.
                     unsafe { backend::malloc::free(p.as_ptr()) };
