@@ -810,7 +810,9 @@ fn run_once(
             .map(Stdio::from)
             .map_err(|e| format!("temporary file: {e}"))
     };
-    cmd.stdin(stdin).stdout(clone(&stdout)?).stderr(clone(&stderr)?);
+    cmd.stdin(stdin)
+        .stdout(clone(&stdout)?)
+        .stderr(clone(&stderr)?);
     // SAFETY: the hook does nothing (it touches no memory, takes no lock
     // and allocates nothing), so it is trivially async-signal-safe in the
     // forked child; it is there only so that std forks instead of using
@@ -869,7 +871,10 @@ fn first_difference(a: &std::fs::File, b: &std::fs::File) -> String {
         if l.is_empty() {
             "(no such line)".to_owned()
         } else {
-            format!("{:?}", String::from_utf8_lossy(l.strip_suffix(b"\n").unwrap_or(l)))
+            format!(
+                "{:?}",
+                String::from_utf8_lossy(l.strip_suffix(b"\n").unwrap_or(l))
+            )
         }
     };
     let (mut la, mut lb) = (Vec::new(), Vec::new());
@@ -945,7 +950,7 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
     let mut proofs = Vec::new();
     for c in &cols {
         let mut p = prove(c, &runs_what, &kind)?;
-        if let (Some(_), Some(_)) = (&own, &c.preload) {
+        if own.is_some() {
             p = format!("DOES NOT HOLD: the program links its own allocator; {p}");
         }
         eprintln!("compare: {:<11} {}: {p}", c.name, c.env_text());
@@ -973,7 +978,12 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
             let (hash, len) = hash_file(&mut o.stdout)?;
             let run = round + 1 - opts.warmup.min(round + 1);
             let what = if warm {
-                format!("[warm-up] {:<11} round {}/{}", c.name, round + 1, opts.warmup)
+                format!(
+                    "[warm-up] {:<11} round {}/{}",
+                    c.name,
+                    round + 1,
+                    opts.warmup
+                )
             } else {
                 done += 1;
                 format!("[{done:>3}/{total}] {:<11} run {run}/{}", c.name, opts.runs)
@@ -1207,9 +1217,15 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
 
     let mut errors = Vec::new();
     if !failures.is_empty() {
+        let warm = failures.iter().filter(|f| f.contains(" warm-up ")).count();
+        let warm_text = if warm > 0 {
+            format!(" (and in {warm} of {} warm-up runs)", n * opts.warmup)
+        } else {
+            String::new()
+        };
         errors.push(format!(
-            "the program failed in {} of {total} runs:\n{}",
-            failures.len(),
+            "the program failed in {} of {total} runs{warm_text}:\n{}",
+            failures.len() - warm,
             failures.join("\n")
         ));
     }

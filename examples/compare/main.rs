@@ -174,9 +174,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             Arg::Long("check-output") => check_output = true,
             Arg::Long("warmup") => {
                 let v = cli::value(&mut p, "--warmup", "a number of rounds")?;
-                warmup = Some(v.parse().map_err(|_| {
-                    format!("--warmup: expected a whole number >= 0, got {v:?}")
-                })?);
+                warmup =
+                    Some(v.parse().map_err(|_| {
+                        format!("--warmup: expected a whole number >= 0, got {v:?}")
+                    })?);
             }
             Arg::Long("lib") => lib = Some(cli::value(&mut p, "--lib", "a file path")?),
             Arg::Long("stdin") => stdin = Some(cli::value(&mut p, "--stdin", "a file path or -")?),
