@@ -28,14 +28,27 @@
 //!
 //! # Measuring
 //!
-//! Every run is a fresh process: wall time from `spawn` to `wait4`'s return,
-//! peak RSS from `wait4`'s `ru_maxrss` (the largest RSS of the program, or of
-//! any of its children it waited for), and the exit status. Runs are
-//! outermost (run 1 of every column, then run 2...), so drift spreads over
-//! all columns. The program's stdout is captured (and compared across every
-//! run with `--check-output`), its stderr captured and shown when it fails.
-//! Its stdin is `/dev/null`, or with `--stdin PATH` the same bytes for every
-//! run (`-`: compare's own stdin, read once).
+//! Every run is a fresh process, started with fork + exec (a no-op
+//! `pre_exec` hook keeps std from using `posix_spawn`, which shares
+//! compare's memory until exec, and then the kernel gives compare's RSS
+//! high-water mark to the child's `ru_maxrss`): wall time from `spawn` to
+//! `wait4`'s return, peak RSS from `wait4`'s `ru_maxrss` (the largest RSS of
+//! the program, or of any of its children it waited for), and the exit
+//! status. Its floor is what a freshly forked compare has resident, about
+//! 1.5 MiB (`cat` of a 56 MB file measures 1.5 MiB here, `/usr/bin/time`
+//! says 1.7 MB; before, with `posix_spawn` and the outputs held in memory,
+//! its three runs read 3.6, 115.6 and 131.5 MiB).
+//! The program's stdout and stderr go to unlinked temporary files, never
+//! into compare's memory: stdout is hashed (and compared across every run
+//! with `--check-output`), the end of stderr shown when a run fails. Its
+//! stdin is `/dev/null`, or with `--stdin PATH` that file (`-`: compare's own
+//! stdin, copied once to a temporary file), read from its start in each run.
+//!
+//! First come `--warmup N` untimed rounds (default 1: every column once,
+//! so no column pays for a cold page cache), then `--runs` timed rounds.
+//! Rounds are outermost, so drift spreads over all columns, and round `r`
+//! runs the columns rotated by `r`, so no column is always first. The table
+//! keeps the `--columns` order.
 //!
 //! # Which backend served the run
 //!
@@ -58,10 +71,21 @@
 //!    statically linked program cannot be preloaded: an error, unless only
 //!    the `system` column is asked for.
 //!
+//! Through `env [NAME=VALUE...] PROG ...` the program checked is PROG
+//! (what runs); `env` with options, or setting `LD_PRELOAD` or
+//! `FLISTALLOC_BACKEND`, is refused.
+//!
+//! A program that links an allocator library itself (`ld.so --list` with
+//! nothing preloaded shows `libjemalloc`, `libmimalloc`, `libtcmalloc`,
+//! `libsnmalloc` or `libflistalloc`) is measured, but with a loud warning
+//! in the table: its own library may serve its `malloc` in every column,
+//! every column's proof is marked as not holding, and the targets are not
+//! evaluated.
+//!
 //! Every run of a column uses the same executable and environment as its
-//! proof. What this cannot see: a program that defines `malloc` itself
-//! (then its own definition wins over any preload), or one that execs a
-//! different program with a cleared environment. For a Flist program the
+//! proof. What this cannot see: a program that defines `malloc` in its own
+//! code (then its own definition wins over any preload), or one that execs
+//! a different program with a cleared environment. For a Flist program the
 //! proof is the marker (checked once; the backend is what Flist reads from
 //! `FLISTALLOC_BACKEND`), plus check 1 for its preloaded columns.
 
@@ -294,6 +318,35 @@ fn env_target(program: &Path, argv: &[String]) -> Result<(PathBuf, bool), String
     }
     // `env NAME=VALUE...` alone prints the environment: env itself runs.
     Ok((program.to_path_buf(), false))
+}
+
+/// The variables of compare's environment that the program inherits and
+/// that change how it allocates (`PYTHONMALLOC`, `MALLOC_*`,
+/// `GLIBC_TUNABLES`, `MIMALLOC_*`, `FLISTALLOC_*` but the backend), as
+/// `NAME=VALUE ` words to put before the command line in the report.
+fn allocator_env() -> String {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k == "PYTHONMALLOC"
+                || k == "GLIBC_TUNABLES"
+                || k.starts_with("MALLOC_")
+                || k.starts_with("MIMALLOC_")
+                || (k.starts_with("FLISTALLOC_") && k != "FLISTALLOC_BACKEND")
+        })
+        .collect();
+    vars.sort();
+    vars.iter()
+        .map(|(k, v)| {
+            let plain = v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.,:/=+".contains(c));
+            if plain {
+                format!("{k}={v} ")
+            } else {
+                format!("{k}='{}' ", v.replace('\'', r"'\''"))
+            }
+        })
+        .collect()
 }
 
 /// Allocator libraries that, linked into a program, serve its malloc
@@ -1056,7 +1109,11 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
         .collect();
     let results = Matrix::new(rows, columns, vec![samples], Peak::Median);
     let meta = Meta::now(
-        support::report::command_line("cargo run --release --example compare", args),
+        format!(
+            "{}{}",
+            allocator_env(),
+            support::report::command_line("cargo run --release --example compare", args)
+        ),
         "as given",
         opts.runs,
     );
