@@ -35,8 +35,8 @@
 //! `wait4`'s return, peak RSS from `wait4`'s `ru_maxrss` (the largest RSS of
 //! the program, or of any of its children it waited for), and the exit
 //! status. Its floor is what a freshly forked compare has resident, about
-//! 1.5 MiB (`cat` of a 56 MB file measures 1.5 MiB here, `/usr/bin/time`
-//! says 1.7 MB; before, with `posix_spawn` and the outputs held in memory,
+//! 1.5 MiB (`true` measures 1.5 MiB here where `/usr/bin/time` says
+//! 1.0 MB; `cat` of a 56 MB file 1.5 MiB, `/usr/bin/time` 1.7 MB; before, with `posix_spawn` and the outputs held in memory,
 //! its three runs read 3.6, 115.6 and 131.5 MiB).
 //! The program's stdout and stderr go to unlinked temporary files, never
 //! into compare's memory: stdout is hashed (and compared across every run
