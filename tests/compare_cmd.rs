@@ -203,6 +203,8 @@ fn bad_arguments_exit_2() {
         &["--cmd", ""],
         &["--"],
         &["--cmd", "true", "--columns", "bogus"],
+        &["--cmd", "true", "--columns", "system,system"],
+        &["--cmd", "true", "--warmup", "x"],
     ] {
         let o = compare(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
@@ -225,6 +227,10 @@ fn a_flist_program_is_switched_by_the_environment_alone() {
         "1",
         "--columns",
         "flist,malloc,jemalloc",
+        // No warm-up round: the first timed round runs the columns in
+        // their order, so flist's output is the reference.
+        "--warmup",
+        "0",
         "--check-output",
         "--json",
         json.to_str().unwrap(),
@@ -349,5 +355,258 @@ fn a_static_program_cannot_be_preloaded() {
     }
     let o = compare(&["--runs", "1", "--columns", "system", "--", bin]);
     assert!(o.status.success(), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The libflistalloc.so the columns preload, when it has been built.
+fn flist_lib() -> Option<PathBuf> {
+    let lib = profile_dir()
+        .parent()
+        .expect("<target>")
+        .join("release-c/libflistalloc.so");
+    lib.is_file().then_some(lib)
+}
+
+/// The `peak_rss_kib_per_run` of every column in a `--json` file.
+fn peaks(json: &Value) -> Vec<(String, Vec<u64>)> {
+    json["cmd"]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            let runs = c["peak_rss_kib_per_run"]
+                .as_array()
+                .expect("peaks")
+                .iter()
+                .map(|v| v.as_u64().expect("kB"))
+                .collect();
+            (c["name"].as_str().expect("name").to_owned(), runs)
+        })
+        .collect()
+}
+
+#[test]
+fn peak_rss_is_the_programs_not_compares() {
+    // `cat` of a 64 MiB file, from --stdin and as an argument, several
+    // runs: compare must not hold the outputs (or the input) while it
+    // launches, nor hand its own peak to the child (posix_spawn does, at
+    // exec). cat itself needs a couple of MiB.
+    let dir = scratch("rss");
+    let big = dir.join("big.txt");
+    let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    std::fs::write(&big, line.repeat((64 << 20) / line.len())).unwrap();
+    let json = dir.join("out.json");
+    let big_s = big.to_str().unwrap();
+    for args in [
+        vec!["--cmd", "cat"],
+        vec!["--cmd", "true"],
+        vec!["--", "cat", big_s],
+    ] {
+        let mut all = vec![
+            "--runs",
+            "3",
+            "--columns",
+            "system",
+            "--check-output",
+            "--stdin",
+            big_s,
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        all.extend(&args);
+        let o = compare(&all);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        for (col, runs) in peaks(&read_json(&json)) {
+            assert_eq!(runs.len(), 3, "{col}");
+            for kb in runs {
+                // At most 16 MiB: a quarter of the file.
+                assert!(kb < 16 << 10, "{args:?} {col}: peak {kb} kB\n{}", text(&o));
+            }
+        }
+        if args[1] == "cat" {
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains(&format!(
+                    "stdout identical in all 3 runs ({} bytes)",
+                    (64 << 20) / line.len() * line.len()
+                )),
+                "{}",
+                text(&o)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn warm_up_then_the_column_order_rotates() {
+    let Some(_) = flist_lib() else {
+        eprintln!("note: no libflistalloc.so: not checked");
+        return;
+    };
+    let o = compare(&[
+        "--runs",
+        "2",
+        "--columns",
+        "system,flist,malloc",
+        "--",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // The columns of the progress lines, in order.
+    let order: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(if l.starts_with("[warm-up]") { 1 } else { 2 })
+                .unwrap_or("")
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["system", "flist", "malloc", "flist", "malloc", "system", "malloc", "system", "flist"],
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("[warm-up]")).count(),
+        3,
+        "{err}"
+    );
+    // The table keeps the --columns order.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let at = |n: &str| {
+        out.find(&format!("\ntrue     {n}"))
+            .or_else(|| out.find(&format!(" {n} ")))
+    };
+    let (s, f, m) = (at("system"), at("flist"), at("malloc"));
+    assert!(s.is_some() && s < f && f < m, "{out}");
+}
+
+#[test]
+fn targets_only_when_every_run_succeeded() {
+    if flist_lib().is_none() {
+        eprintln!("note: no libflistalloc.so: not checked");
+        return;
+    }
+    let o = compare(&["--runs", "1", "--columns", "flist,system", "--", "false"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains(" met") && !out.contains("MISSED"), "{out}");
+    assert!(
+        out.contains("not evaluated: a run of flist or glibc failed"),
+        "{out}"
+    );
+    let o = compare(&["--runs", "1", "--columns", "flist,system", "--", "true"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("(target <= 1.00x: "), "{out}");
+}
+
+#[test]
+fn a_closed_stdout_ends_compare_like_a_unix_tool() {
+    let mut child = Command::new(example("compare"))
+        .args(["--runs", "1", "--columns", "system", "--", "true"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run compare");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Killed by SIGPIPE (13) at its first write.
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(o.status.signal(), Some(13), "{err}");
+}
+
+#[test]
+fn messages_about_the_command_line() {
+    // No shell: a NAME=VALUE prefix is a program name, and the message says so.
+    let o = compare(&["--cmd", "FOO=1 true"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("env FOO=1 PROGRAM"),
+        "{}",
+        text(&o)
+    );
+    // Through env, the program env runs is what is checked.
+    let o = compare(&[
+        "--runs",
+        "1",
+        "--columns",
+        "system",
+        "--cmd",
+        "env FOO=1 true",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("runs /"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("true via /"),
+        "{}",
+        text(&o)
+    );
+    // --help lists every workload --only accepts.
+    let help = compare(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    let bad = compare(&["--only", "bogus"]);
+    let bad = String::from_utf8_lossy(&bad.stderr);
+    let known = bad
+        .split("(known: ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the known workloads");
+    assert!(help.contains(known), "{known}\n{help}");
+}
+
+#[test]
+fn a_program_that_links_an_allocator_is_flagged() {
+    let Some(jemalloc) = [
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_file()) else {
+        eprintln!("note: no libjemalloc.so.2: not checked");
+        return;
+    };
+    let dir = scratch("own");
+    let src = dir.join("j.c");
+    std::fs::write(
+        &src,
+        "#include <stdlib.h>\nint main(void) { free(malloc(10)); return 0; }\n",
+    )
+    .unwrap();
+    let bin = dir.join("j");
+    let built = Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .arg("-Wl,--no-as-needed")
+        .arg(jemalloc)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("note: cannot link a C program with jemalloc here: not checked");
+        return;
+    }
+    let o = compare(&[
+        "--runs",
+        "1",
+        "--columns",
+        "system",
+        "--",
+        bin.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("WARNING: ") && out.contains("links its own allocator (libjemalloc.so.2)"),
+        "{}",
+        text(&o)
+    );
+    assert!(out.contains("DOES NOT HOLD"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -28,14 +28,27 @@
 //!
 //! # Measuring
 //!
-//! Every run is a fresh process: wall time from `spawn` to `wait4`'s return,
-//! peak RSS from `wait4`'s `ru_maxrss` (the largest RSS of the program, or of
-//! any of its children it waited for), and the exit status. Runs are
-//! outermost (run 1 of every column, then run 2...), so drift spreads over
-//! all columns. The program's stdout is captured (and compared across every
-//! run with `--check-output`), its stderr captured and shown when it fails.
-//! Its stdin is `/dev/null`, or with `--stdin PATH` the same bytes for every
-//! run (`-`: compare's own stdin, read once).
+//! Every run is a fresh process, started with fork + exec (a no-op
+//! `pre_exec` hook keeps std from using `posix_spawn`, which shares
+//! compare's memory until exec, and then the kernel gives compare's RSS
+//! high-water mark to the child's `ru_maxrss`): wall time from `spawn` to
+//! `wait4`'s return, peak RSS from `wait4`'s `ru_maxrss` (the largest RSS of
+//! the program, or of any of its children it waited for), and the exit
+//! status. Its floor is what a freshly forked compare has resident, about
+//! 1.5 MiB (`true` measures 1.5 MiB here where `/usr/bin/time` says
+//! 1.0 MB; `cat` of a 56 MB file 1.5 MiB, `/usr/bin/time` 1.7 MB; before, with `posix_spawn` and the outputs held in memory,
+//! its three runs read 3.6, 115.6 and 131.5 MiB).
+//! The program's stdout and stderr go to unlinked temporary files, never
+//! into compare's memory: stdout is hashed (and compared across every run
+//! with `--check-output`), the end of stderr shown when a run fails. Its
+//! stdin is `/dev/null`, or with `--stdin PATH` that file (`-`: compare's own
+//! stdin, copied once to a temporary file), read from its start in each run.
+//!
+//! First come `--warmup N` untimed rounds (default 1: every column once,
+//! so no column pays for a cold page cache), then `--runs` timed rounds.
+//! Rounds are outermost, so drift spreads over all columns, and round `r`
+//! runs the columns rotated by `r`, so no column is always first. The table
+//! keeps the `--columns` order.
 //!
 //! # Which backend served the run
 //!
@@ -58,21 +71,31 @@
 //!    statically linked program cannot be preloaded: an error, unless only
 //!    the `system` column is asked for.
 //!
+//! Through `env [NAME=VALUE...] PROG ...` the program checked is PROG
+//! (what runs); `env` with options, or setting `LD_PRELOAD` or
+//! `FLISTALLOC_BACKEND`, is refused.
+//!
+//! A program that links an allocator library itself (`ld.so --list` with
+//! nothing preloaded shows `libjemalloc`, `libmimalloc`, `libtcmalloc`,
+//! `libsnmalloc` or `libflistalloc`) is measured, but with a loud warning
+//! in the table: its own library may serve its `malloc` in every column,
+//! every column's proof is marked as not holding, and the targets are not
+//! evaluated.
+//!
 //! Every run of a column uses the same executable and environment as its
-//! proof. What this cannot see: a program that defines `malloc` itself
-//! (then its own definition wins over any preload), or one that execs a
-//! different program with a cleared environment. For a Flist program the
+//! proof. What this cannot see: a program that defines `malloc` in its own
+//! code (then its own definition wins over any preload), or one that execs
+//! a different program with a cleared environment. For a Flist program the
 //! proof is the marker (checked once; the backend is what Flist reads from
 //! `FLISTALLOC_BACKEND`), plus check 1 for its preloaded columns.
 
 use serde_json::{json, Value};
 use std::ffi::CStr;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 use support::child::Sample;
 use support::report::{Column, Matrix, Meta, Peak, Row, TableStyle};
@@ -125,6 +148,8 @@ pub struct CmdOptions {
     pub columns: Option<Vec<String>>,
     /// `--stdin PATH` (`-` for compare's own stdin).
     pub stdin: Option<String>,
+    /// `--warmup N`: untimed rounds (every column once) before the runs.
+    pub warmup: usize,
 }
 
 // ---------------------------------------------------------------------------
@@ -251,8 +276,122 @@ fn resolve(prog: &str) -> Result<PathBuf, String> {
         .map(|d| Path::new(d).join(prog))
         .find(|p| executable(p))
         .ok_or_else(|| {
-            format!("program {prog:?} not found: no executable file of that name on PATH ({path})")
+            let mut m = format!(
+                "program {prog:?} not found: no executable file of that name on PATH ({path})"
+            );
+            if prog.contains('=') {
+                m.push_str(&format!(
+                    "; --cmd runs the program itself, with no shell: to set a variable, \
+                     write `--cmd 'env {prog} PROGRAM ...'` (or `sh -c '...'` for shell syntax)"
+                ));
+            }
+            m
         })
+}
+
+/// The program that really runs: `program` itself, or when it is `env`
+/// given only `NAME=VALUE` assignments before a program, that program
+/// (`true` as the second value then). `env` with options (`-i`, `-u`...) or
+/// an assignment to `LD_PRELOAD` / `FLISTALLOC_BACKEND` would undo the
+/// columns: an error.
+fn env_target(program: &Path, argv: &[String]) -> Result<(PathBuf, bool), String> {
+    if program.file_name().is_none_or(|n| n != "env") {
+        return Ok((program.to_path_buf(), false));
+    }
+    for a in &argv[1..] {
+        if a.starts_with('-') {
+            return Err(format!(
+                "env option {a:?}: compare cannot tell what env would run with it; \
+                 set the variables in compare's own environment instead \
+                 (`NAME=VALUE cargo run ... --cmd 'PROGRAM ...'`)"
+            ));
+        }
+        match a.split_once('=') {
+            Some((name, _)) if name == "LD_PRELOAD" || name == "FLISTALLOC_BACKEND" => {
+                return Err(format!(
+                    "env {a}: that variable is what the columns set; leave it out"
+                ))
+            }
+            Some(_) => {}
+            None => return Ok((resolve(a)?, true)),
+        }
+    }
+    // `env NAME=VALUE...` alone prints the environment: env itself runs.
+    Ok((program.to_path_buf(), false))
+}
+
+/// The variables of compare's environment that the program inherits and
+/// that change how it allocates (`PYTHONMALLOC`, `MALLOC_*`,
+/// `GLIBC_TUNABLES`, `MIMALLOC_*`, `FLISTALLOC_*` but the backend), as
+/// `NAME=VALUE ` words to put before the command line in the report.
+fn allocator_env() -> String {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k == "PYTHONMALLOC"
+                || k == "GLIBC_TUNABLES"
+                || k.starts_with("MALLOC_")
+                || k.starts_with("MIMALLOC_")
+                || (k.starts_with("FLISTALLOC_") && k != "FLISTALLOC_BACKEND")
+        })
+        .collect();
+    vars.sort();
+    vars.iter()
+        .map(|(k, v)| {
+            let plain = v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.,:/=+".contains(c));
+            if plain {
+                format!("{k}={v} ")
+            } else {
+                format!("{k}='{}' ", v.replace('\'', r"'\''"))
+            }
+        })
+        .collect()
+}
+
+/// Allocator libraries that, linked into a program, serve its malloc
+/// before any preloaded one can... or, being preloaded too, fight it.
+const OWN_ALLOCATORS: [&str; 5] = [
+    "libjemalloc",
+    "libmimalloc",
+    "libtcmalloc",
+    "libflistalloc",
+    "libsnmalloc",
+];
+
+/// When the program (or a script's interpreter) links an allocator
+/// library itself (seen in `ld.so --list` with nothing preloaded), the
+/// warning to print: the columns cannot replace it.
+fn own_allocator(program: &Path, kind: &Kind) -> Option<String> {
+    let elf = match kind {
+        Kind::Dynamic => program.to_path_buf(),
+        Kind::Script(i) => i.clone(),
+        _ => return None,
+    };
+    let out = Command::new(loader()?)
+        .arg("--list")
+        .arg(&elf)
+        .env_remove("LD_PRELOAD")
+        .env_remove("FLISTALLOC_BACKEND")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|lib| OWN_ALLOCATORS.iter().any(|a| lib.starts_with(a)))
+        .collect();
+    (!found.is_empty()).then(|| {
+        format!(
+            "{} links its own allocator ({}): the columns' LD_PRELOAD cannot replace it \
+             (its malloc may be served by that library in every column), so the table does \
+             NOT compare allocators and the proofs do not hold",
+            elf.display(),
+            found.join(", ")
+        )
+    })
 }
 
 fn loader() -> Option<&'static str> {
@@ -502,6 +641,10 @@ fn columns(opts: &CmdOptions, kind: &Kind) -> Result<Vec<Col>, String> {
     if cols.is_empty() {
         return Err("no column to run".to_owned());
     }
+    // The table follows the --columns order.
+    if let Some(order) = &opts.columns {
+        cols.sort_by_key(|c| order.iter().position(|n| n == c.name));
+    }
     Ok(cols)
 }
 
@@ -629,14 +772,46 @@ fn prove(col: &Col, program: &Path, kind: &Kind) -> Result<String, String> {
 // ---------------------------------------------------------------------------
 // Runs
 
-/// How one run ended.
+/// How one run ended. Its stdout and stderr are in files (unlinked
+/// temporary files, rewound), not in compare's memory: compare stays small
+/// while it launches, so its forked children start small too.
 struct Outcome {
     nanos: u64,
     /// `ru_maxrss` from `wait4`, kB.
     maxrss_kb: u64,
     status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+}
+
+/// A fresh unlinked temporary file, open for reading and writing.
+fn temp_file() -> Result<std::fs::File, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "flistalloc-compare-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("cannot create a temporary file {}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(f)
+}
+
+/// FNV-1a of a whole file from its start, and its length; the file is
+/// left rewound.
+fn hash_file(f: &mut std::fs::File) -> Result<(u64, u64), String> {
+    use std::io::Seek as _;
+    let err = |e: std::io::Error| format!("temporary file: {e}");
+    f.rewind().map_err(err)?;
+    let r = support::checksum::fnv_reader(&mut *f).map_err(err)?;
+    f.rewind().map_err(err)?;
+    Ok(r)
 }
 
 fn status_text(s: &ExitStatus) -> String {
@@ -654,49 +829,56 @@ fn status_text(s: &ExitStatus) -> String {
     }
 }
 
-/// Runs the program once with `col`'s environment.
+/// Runs the program once with `col`'s environment, its stdin from `stdin`
+/// (a file, read from its start) or `/dev/null`.
+///
+/// It is started with fork + exec, never `posix_spawn`: std's `Command`
+/// uses `posix_spawn` (a `vfork`-like clone sharing compare's memory) unless
+/// a `pre_exec` hook is set, and then the kernel hands compare's RSS
+/// high-water mark to the child's `ru_maxrss` at exec. After a real fork the
+/// child starts from compare's *current* resident pages (a few MiB), which
+/// exec then drops.
 fn run_once(
     program: &Path,
     argv: &[String],
     col: &Col,
-    stdin: Option<&Arc<Vec<u8>>>,
+    stdin: Option<&std::fs::File>,
 ) -> Result<Outcome, String> {
     let mut cmd = Command::new(program);
     cmd.arg0(&argv[0]).args(&argv[1..]);
     col.configure(&mut cmd);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let stdin = match stdin {
+        Some(f) => {
+            let mut f = f
+                .try_clone()
+                .map_err(|e| format!("--stdin: cannot reopen it: {e}"))?;
+            std::io::Seek::rewind(&mut f).map_err(|e| format!("--stdin: {e}"))?;
+            Stdio::from(f)
+        }
+        None => Stdio::null(),
+    };
+    let (stdout, stderr) = (temp_file()?, temp_file()?);
+    let clone = |f: &std::fs::File| {
+        f.try_clone()
+            .map(Stdio::from)
+            .map_err(|e| format!("temporary file: {e}"))
+    };
+    cmd.stdin(stdin)
+        .stdout(clone(&stdout)?)
+        .stderr(clone(&stderr)?);
+    // SAFETY: the hook does nothing (it touches no memory, takes no lock
+    // and allocates nothing), so it is trivially async-signal-safe in the
+    // forked child; it is there only so that std forks instead of using
+    // posix_spawn (see above).
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
+    }
     let start = Instant::now();
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let feeder = match (stdin, child.stdin.take()) {
-        (Some(bytes), Some(mut pipe)) => {
-            let bytes = Arc::clone(bytes);
-            // A program that does not read all of it closes the pipe: the
-            // write fails (EPIPE, ignored; Rust ignores SIGPIPE).
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            }))
-        }
-        _ => None,
-    };
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    // Our copies of the child's ends: closed, so nothing but the child holds them.
+    drop(cmd);
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain integers and timevals: all zeroes is valid.
@@ -716,11 +898,6 @@ fn run_once(
     }
     let nanos = start.elapsed().as_nanos() as u64;
     drop(child);
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
     Ok(Outcome {
         nanos,
         // Linux gives ru_maxrss in kilobytes.
@@ -731,24 +908,55 @@ fn run_once(
     })
 }
 
-/// The first line where `a` and `b` differ, for the error message.
-fn first_difference(a: &[u8], b: &[u8]) -> String {
-    let (la, lb): (Vec<&[u8]>, Vec<&[u8]>) = (
-        a.split(|&c| c == b'\n').collect(),
-        b.split(|&c| c == b'\n').collect(),
-    );
-    let n = la.len().max(lb.len());
-    for i in 0..n {
-        let (x, y) = (la.get(i), lb.get(i));
-        if x != y {
-            let show = |l: Option<&&[u8]>| match l {
-                Some(l) => format!("{:?}", String::from_utf8_lossy(l)),
-                None => "(no such line)".to_owned(),
-            };
-            return format!("line {}: {} vs {}", i + 1, show(x), show(y));
+/// The first line where files `a` and `b` differ (both read from their
+/// start, a line at a time), for the error message.
+fn first_difference(a: &std::fs::File, b: &std::fs::File) -> String {
+    use std::io::{BufRead as _, BufReader, Seek as _};
+    let open = |f: &std::fs::File| {
+        let mut f = f.try_clone().ok()?;
+        f.rewind().ok()?;
+        Some(BufReader::new(f))
+    };
+    let (Some(mut ra), Some(mut rb)) = (open(a), open(b)) else {
+        return "(cannot reread the outputs)".to_owned();
+    };
+    let show = |l: &[u8]| {
+        if l.is_empty() {
+            "(no such line)".to_owned()
+        } else {
+            format!(
+                "{:?}",
+                String::from_utf8_lossy(l.strip_suffix(b"\n").unwrap_or(l))
+            )
+        }
+    };
+    let (mut la, mut lb) = (Vec::new(), Vec::new());
+    for i in 1.. {
+        la.clear();
+        lb.clear();
+        let na = ra.read_until(b'\n', &mut la).unwrap_or(0);
+        let nb = rb.read_until(b'\n', &mut lb).unwrap_or(0);
+        if la != lb {
+            return format!("line {i}: {} vs {}", show(&la), show(&lb));
+        }
+        if na == 0 && nb == 0 {
+            break;
         }
     }
     "(same lines)".to_owned()
+}
+
+/// The last `lines` lines of a file (its last 64 KiB at most).
+fn tail_file(f: &std::fs::File, lines: usize) -> String {
+    use std::io::{Seek as _, SeekFrom};
+    let Ok(mut f) = f.try_clone() else {
+        return String::new();
+    };
+    let len = f.seek(SeekFrom::End(0)).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    tail(&buf, lines)
 }
 
 fn tail(bytes: &[u8], lines: usize) -> String {
@@ -762,63 +970,102 @@ fn tail(bytes: &[u8], lines: usize) -> String {
 
 pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
     let program = resolve(&opts.argv[0])?;
-    let kind = inspect(&program)?;
-    let stdin: Option<Arc<Vec<u8>>> = match opts.stdin.as_deref() {
+    // What runs: the program, or through `env [NAME=VALUE...] PROG`, PROG.
+    let (runs_what, through_env) = env_target(&program, &opts.argv)?;
+    let kind = inspect(&runs_what)?;
+    // Compare's own stdin, read once into a temporary file: every run reads
+    // that file from its start (a --stdin file is opened directly).
+    let stdin: Option<std::fs::File> = match opts.stdin.as_deref() {
         None => None,
         Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
+            let mut f = temp_file()?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut f)
                 .map_err(|e| format!("cannot read stdin: {e}"))?;
-            Some(Arc::new(buf))
+            Some(f)
         }
-        Some(p) => Some(Arc::new(
-            std::fs::read(p).map_err(|e| format!("--stdin {p}: {e}"))?,
-        )),
+        Some(p) => Some(std::fs::File::open(p).map_err(|e| format!("--stdin {p}: {e}"))?),
     };
     let cols = columns(opts, &kind)?;
-    eprintln!("compare: {} is {}", program.display(), kind.describe());
+    if through_env {
+        eprintln!(
+            "compare: {} runs {}, which is {}",
+            program.display(),
+            runs_what.display(),
+            kind.describe()
+        );
+    } else {
+        eprintln!("compare: {} is {}", program.display(), kind.describe());
+    }
+    let own = own_allocator(&runs_what, &kind);
+    if let Some(a) = &own {
+        eprintln!("compare: WARNING: {a}");
+    }
     let mut proofs = Vec::new();
     for c in &cols {
-        let p = prove(c, &program, &kind)?;
+        let mut p = prove(c, &runs_what, &kind)?;
+        if own.is_some() {
+            p = format!("DOES NOT HOLD: the program links its own allocator; {p}");
+        }
         eprintln!("compare: {:<11} {}: {p}", c.name, c.env_text());
         proofs.push(p);
     }
 
-    // Runs outermost, columns inside.
-    let total = cols.len() * opts.runs;
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cols.len()];
-    let mut statuses: Vec<Vec<ExitStatus>> = vec![Vec::new(); cols.len()];
+    // Rounds outermost, columns inside; first `warmup` untimed rounds. Round
+    // r runs the columns rotated by r, so no column is always first.
+    let n = cols.len();
+    let total = n * opts.runs;
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
+    let mut statuses: Vec<Vec<ExitStatus>> = vec![Vec::new(); n];
     let mut failures = Vec::new();
-    let mut reference: Option<(String, Vec<u8>)> = None;
+    // The first timed run's stdout (kept as a file), its hash and length.
+    let mut reference: Option<(String, std::fs::File, u64, u64)> = None;
     let mut output_diff = None;
     let started = Instant::now();
     let mut done = 0;
-    for run in 1..=opts.runs {
-        for (ci, c) in cols.iter().enumerate() {
-            done += 1;
-            let o = run_once(&program, &opts.argv, c, stdin.as_ref())?;
+    for round in 0..opts.warmup + opts.runs {
+        let warm = round < opts.warmup;
+        for k in 0..n {
+            let ci = (k + round) % n;
+            let c = &cols[ci];
+            let mut o = run_once(&program, &opts.argv, c, stdin.as_ref())?;
+            let (hash, len) = hash_file(&mut o.stdout)?;
+            let run = round + 1 - opts.warmup.min(round + 1);
+            let what = if warm {
+                format!(
+                    "[warm-up] {:<11} round {}/{}",
+                    c.name,
+                    round + 1,
+                    opts.warmup
+                )
+            } else {
+                done += 1;
+                format!("[{done:>3}/{total}] {:<11} run {run}/{}", c.name, opts.runs)
+            };
             eprintln!(
-                "[{done:>3}/{total}] {:<11} run {run}/{}: {:>10.1} ms  peak {:>8.1} MiB  {}",
-                c.name,
-                opts.runs,
+                "{what}: {:>10.1} ms  peak {:>8.1} MiB  {}",
                 o.nanos as f64 / 1e6,
                 mib(o.maxrss_kb),
                 status_text(&o.status)
             );
+            let who = if warm {
+                format!("{} warm-up {}", c.name, round + 1)
+            } else {
+                format!("{} run {run}", c.name)
+            };
             if !o.status.success() {
                 failures.push(format!(
-                    "{} run {run}: {}\n--- last lines of its stderr:\n{}",
-                    c.name,
+                    "{who}: {}\n--- last lines of its stderr:\n{}",
                     status_text(&o.status),
-                    tail(&o.stderr, 15)
+                    tail_file(&o.stderr, 15)
                 ));
             }
-            let who = format!("{} run {run}", c.name);
+            if warm {
+                continue;
+            }
             match &reference {
-                None => reference = Some((who, o.stdout.clone())),
-                Some((first, out))
-                    if opts.check_output && output_diff.is_none() && *out != o.stdout =>
+                None => reference = Some((who, o.stdout, hash, len)),
+                Some((first, out, h, _))
+                    if opts.check_output && output_diff.is_none() && *h != hash =>
                 {
                     output_diff = Some(format!(
                         "the output differs: {who} against {first}, {}",
@@ -829,7 +1076,7 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
             }
             samples[ci].push(Sample {
                 nanos: o.nanos,
-                checksum: support::checksum::fnv(&o.stdout),
+                checksum: hash,
                 hwm_kb: o.maxrss_kb,
                 base_kb: 0,
                 final_rss_kb: None,
@@ -841,20 +1088,10 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
 
     // The row's label: the program's name; through `env [NAME=VALUE...]`,
     // the name of the program env runs.
-    let shown = match program.file_name() {
-        Some(n) if n == "env" => opts.argv[1..]
-            .iter()
-            .find(|a| !a.contains('=') && !a.starts_with('-'))
-            .map(|a| a.rsplit('/').next().unwrap_or(a).to_owned()),
-        _ => None,
-    };
     let label: &'static str = Box::leak(
-        shown
-            .or_else(|| {
-                program
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
+        runs_what
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "program".to_owned())
             .into_boxed_str(),
     );
@@ -872,7 +1109,11 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
         .collect();
     let results = Matrix::new(rows, columns, vec![samples], Peak::Median);
     let meta = Meta::now(
-        support::report::command_line("cargo run --release --example compare", args),
+        format!(
+            "{}{}",
+            allocator_env(),
+            support::report::command_line("cargo run --release --example compare", args)
+        ),
         "as given",
         opts.runs,
     );
@@ -884,7 +1125,19 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
     );
     println!("{}, {} cores, {}", meta.cpu, meta.cores, meta.date);
     println!("command: {}", meta.command);
-    println!("program: {} ({})", program.display(), kind.describe());
+    if through_env {
+        println!(
+            "program: {} via {} ({})",
+            runs_what.display(),
+            program.display(),
+            kind.describe()
+        );
+    } else {
+        println!("program: {} ({})", program.display(), kind.describe());
+    }
+    if let Some(a) = &own {
+        println!("WARNING: {a}");
+    }
     println!("argv:    {:?}", opts.argv);
     println!();
     results.print_table(&TableStyle {
@@ -921,6 +1174,10 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
             .filter(|(i, _)| *i != fi)
             .map(|(_, c)| c.hwm_kb)
             .min();
+        // A target is evaluated only when every run of the columns it
+        // involves succeeded (and the columns are what they say they are).
+        let all_ok = |i: usize| statuses[i].iter().all(|s| s.success());
+        let gi = results.column(g).unwrap_or(0);
         println!();
         println!("targets:");
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
@@ -930,10 +1187,27 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
                 verdict(v <= 1.0)
             );
         };
-        line(format!("flist time / glibc ({g})"), t);
-        if let Some(m) = smallest_other {
-            let r = cells[fi].hwm_kb as f64 / m.max(1) as f64;
-            line("flist peak RSS / the smallest of the others".to_owned(), r);
+        let skip = |what: &str, why: &str| println!("  {what:<46} not evaluated: {why}");
+        let time_what = format!("flist time / glibc ({g})");
+        let rss_what = "flist peak RSS / the smallest of the others";
+        if own.is_some() {
+            let why = "the program links its own allocator";
+            skip(&time_what, why);
+            skip(rss_what, why);
+        } else {
+            if all_ok(fi) && all_ok(gi) {
+                line(time_what, t);
+            } else {
+                skip(&time_what, "a run of flist or glibc failed");
+            }
+            if let Some(m) = smallest_other {
+                if (0..cols.len()).all(all_ok) {
+                    let r = cells[fi].hwm_kb as f64 / m.max(1) as f64;
+                    line(rss_what.to_owned(), r);
+                } else {
+                    skip(rss_what, "a run failed");
+                }
+            }
         }
     }
     if opts.check_output {
@@ -941,7 +1215,7 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
         match &output_diff {
             None => println!(
                 "output: stdout identical in all {total} runs ({} bytes)",
-                reference.as_ref().map_or(0, |r| r.1.len())
+                reference.as_ref().map_or(0, |r| r.3)
             ),
             Some(d) => println!("output: DIFFERS: {d}"),
         }
@@ -977,6 +1251,9 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
                 Value::Null
             },
             "failures": failures.len(),
+            "warmup_rounds": opts.warmup,
+            "runs_program": runs_what.display().to_string(),
+            "own_allocator": own,
         });
         let j = results.to_json(
             "flistalloc examples/compare --cmd",
@@ -997,9 +1274,15 @@ pub fn compare_cmd(opts: &CmdOptions, args: &[String]) -> Result<(), String> {
 
     let mut errors = Vec::new();
     if !failures.is_empty() {
+        let warm = failures.iter().filter(|f| f.contains(" warm-up ")).count();
+        let warm_text = if warm > 0 {
+            format!(" (and in {warm} of {} warm-up runs)", n * opts.warmup)
+        } else {
+            String::new()
+        };
         errors.push(format!(
-            "the program failed in {} of {total} runs:\n{}",
-            failures.len(),
+            "the program failed in {} of {total} runs{warm_text}:\n{}",
+            failures.len() - warm,
             failures.join("\n")
         ));
     }

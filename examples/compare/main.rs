@@ -74,13 +74,15 @@ use workloads::{Workload, WORKLOADS};
 // ---------------------------------------------------------------------------
 // Usage and options
 
+/// The usage text; `{WORKLOADS}` is replaced by the workload names, from
+/// the workload table.
 const USAGE: &str = "\
 usage: compare [--quick] [--runs N] [--only NAME[,NAME...]] [--json PATH] [--svg PATH]
        compare --cmd 'PROGRAM ARGS...' [--runs N] [--check-output] [--stdin PATH]
                [--columns NAME[,NAME...]] [--lib PATH] [--json PATH] [--svg PATH]
        compare [OPTIONS] -- PROGRAM ARGS...
 
-Runs eight allocation workloads with flist, glibc malloc, jemalloc and mimalloc,
+Runs {COUNT} allocation workloads with flist, glibc malloc, jemalloc and mimalloc,
 each (workload, allocator, run) in a fresh child process, checks that all give
 the same checksum, and prints median time, peak RSS and ratios to the best.
 
@@ -88,24 +90,31 @@ the same checksum, and prints median time, peak RSS and ratios to the best.
   --runs N       runs per (workload, allocator), N >= 1; the table shows the
                  median time (default 3)
   --only NAMES   only these workloads, comma-separated:
-                 json, maps, prodcons, server, churn, frag
+                 {WORKLOADS}
   --json PATH    also write the results as JSON to PATH
   --svg PATH     also write a bar chart (time and peak RSS ratios) to PATH
   -h, --help     this message
 
 Any existing program instead of the workloads:
-  --cmd 'PROGRAM ARGS...'  split like a shell would (quotes, backslashes);
-                 or put the program and its arguments, verbatim, after `--`.
+  --cmd 'PROGRAM ARGS...'  split into words like a shell would (quotes,
+                 backslashes), but there is no shell: no variables ($X,
+                 NAME=VALUE prefixes), globs, pipes or redirections. Use
+                 `env NAME=VALUE PROGRAM ...` or `sh -c '...'` (then sh is
+                 what the proof checks). Or put the program and its
+                 arguments, verbatim, after `--`.
                  Columns: flist, malloc, jemalloc (LD_PRELOAD of
                  libflistalloc.so with FLISTALLOC_BACKEND; built if missing),
                  libjemalloc and libmimalloc (the system's, when installed),
                  system (nothing preloaded). A Rust program using
                  flistalloc::Flist is switched by FLISTALLOC_BACKEND alone.
   --check-output the program's stdout must be the same in every run
+  --warmup N     untimed rounds before the timed runs, each running every
+                 column once (default 1); the column order rotates by one
+                 each round, so no column always goes first
   --stdin PATH   feed this file to every run (`-`: compare's own stdin, read
                  once); without it the program's stdin is /dev/null
-  --columns NAMES  only these columns: flist, malloc, jemalloc,
-                 libjemalloc, libmimalloc, system
+  --columns NAMES  only these columns, in this table order, each once:
+                 flist, malloc, jemalloc, libjemalloc, libmimalloc, system
   --lib PATH     the libflistalloc.so to preload (default:
                  <target>/release-c/libflistalloc.so)
 
@@ -141,6 +150,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let known: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
     let mut argv: Option<Vec<String>> = None;
     let (mut check_output, mut lib, mut columns, mut stdin) = (false, None, None, None);
+    let mut warmup: Option<usize> = None;
     let mut quick_or_only = None;
     let mut p = Parser::from_args(mine);
     while let Some(arg) = cli::next(&mut p)? {
@@ -162,6 +172,13 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 argv = Some(cli::split_command(&line)?);
             }
             Arg::Long("check-output") => check_output = true,
+            Arg::Long("warmup") => {
+                let v = cli::value(&mut p, "--warmup", "a number of rounds")?;
+                warmup =
+                    Some(v.parse().map_err(|_| {
+                        format!("--warmup: expected a whole number >= 0, got {v:?}")
+                    })?);
+            }
             Arg::Long("lib") => lib = Some(cli::value(&mut p, "--lib", "a file path")?),
             Arg::Long("stdin") => stdin = Some(cli::value(&mut p, "--stdin", "a file path or -")?),
             Arg::Long("columns") => {
@@ -174,6 +191,15 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                     return Err(format!(
                         "--columns: unknown column {bad:?} (known: {})",
                         cmd::COLUMN_NAMES.join(", ")
+                    ));
+                }
+                if let Some((_, dup)) = names
+                    .iter()
+                    .enumerate()
+                    .find(|(i, n)| names[..*i].contains(n))
+                {
+                    return Err(format!(
+                        "--columns: column {dup:?} is given twice (each column once)"
                     ));
                 }
                 columns = Some(names);
@@ -204,6 +230,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 lib,
                 columns,
                 stdin,
+                warmup: warmup.unwrap_or(1),
             });
         }
         None => {
@@ -212,6 +239,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 (lib.is_some(), "--lib"),
                 (columns.is_some(), "--columns"),
                 (stdin.is_some(), "--stdin"),
+                (warmup.is_some(), "--warmup"),
             ];
             if let Some((_, o)) = given.iter().find(|(g, _)| *g) {
                 return Err(format!("{o} needs --cmd (a program to run)"));
@@ -289,7 +317,20 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--probe") {
         return cmd::probe();
     }
-    let opts = match cli::or_usage("compare", USAGE, parse_args(&args)) {
+    // A Unix tool: killed quietly by SIGPIPE when its stdout is closed
+    // (`compare ... | head -1`), not a panic on the failed write. Rust sets
+    // SIGPIPE to ignored before main; the programs compare starts get the
+    // default back from std anyway.
+    // SAFETY: restoring a signal's default disposition at the start of
+    // main, before any thread is started; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let usage = USAGE
+        .replace("{WORKLOADS}", &names.join(", "))
+        .replace("{COUNT}", &names.len().to_string());
+    let opts = match cli::or_usage("compare", &usage, parse_args(&args)) {
         Ok(o) => o,
         Err(exit) => return exit,
     };

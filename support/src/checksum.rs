@@ -12,6 +12,28 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// FNV-1a (64-bit) over everything `r` yields, read in 64 KiB pieces (the
+/// same value as [`fnv`] over those bytes), and how many bytes there were.
+///
+/// # Errors
+/// The first read error of `r` (other than `Interrupted`).
+pub fn fnv_reader(mut r: impl std::io::Read) -> std::io::Result<(u64, u64)> {
+    let mut h = fnv::FnvHasher::default();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut len = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.write(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((h.finish(), len))
+}
+
 /// A cheap 64-bit mixer (the first half of MurmurHash3's finalizer).
 #[inline]
 pub fn mix(x: u64) -> u64 {
