@@ -143,8 +143,10 @@ impl Drop for CoreRef<'_> {
 unsafe impl Send for Arena {}
 
 impl Arena {
-    /// An arena whose pools may take up to `capacity` bytes, serving every
-    /// size from 0 to `capacity`.
+    /// An arena whose pools may take up to `capacity` bytes, with the chunk
+    /// range 0 to `capacity`: a size is served when its pool still fits
+    /// (pools are 4 KiB at least, so a capacity below that serves nothing,
+    /// and a size near `capacity` needs a pool of at most `capacity` bytes).
     ///
     /// # Panics
     /// When `capacity > MAX_ARENA_SIZE` (1 TiB), or the OS refuses the few
@@ -154,8 +156,12 @@ impl Arena {
     /// let arena = flistalloc::Arena::new(64 << 20);
     /// assert_eq!(arena.info().capacity, 64 << 20);
     /// ```
+    #[track_caller]
     pub fn new(capacity: usize) -> Arena {
-        Self::try_new(capacity).unwrap_or_else(|e| panic!("flistalloc: {e}"))
+        match Self::try_new(capacity) {
+            Ok(a) => a,
+            Err(e) => fail(e),
+        }
     }
 
     /// [`Arena::new`], returning an error instead of panicking.
@@ -205,6 +211,7 @@ impl Arena {
     /// let p = arena.alloc(500);
     /// # unsafe { arena.free(p.as_ptr()) };
     /// ```
+    #[track_caller]
     pub fn with_chunk_range(capacity: usize, min: usize, max: usize) -> Arena {
         Self::builder(capacity).chunk_range(min, max).build()
     }
@@ -284,6 +291,7 @@ impl Arena {
     /// # unsafe { arena.free(p.as_ptr()) };
     /// ```
     #[inline]
+    #[track_caller]
     pub fn alloc(&self, size: usize) -> NonNull<u8> {
         let r = self.core().alloc(size);
         match r {
@@ -321,6 +329,7 @@ impl Arena {
     /// # unsafe { arena.free(p.as_ptr()) };
     /// ```
     #[inline]
+    #[track_caller]
     pub fn alloc_layout(&self, layout: Layout) -> NonNull<u8> {
         let r = self.core().alloc_layout(layout);
         match r {
@@ -422,6 +431,7 @@ impl Arena {
     /// unsafe { arena.free(p.as_ptr()) };
     /// ```
     #[inline]
+    #[track_caller]
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: any pointer may be passed (the core checks it against
         // the segment map); a chunk of ours is no longer used (caller).
@@ -471,8 +481,12 @@ impl Arena {
     /// assert_eq!(arena.chunk_size(p.as_ptr()), flistalloc::suitable_slab(1000));
     /// # unsafe { arena.free(p.as_ptr()) };
     /// ```
+    #[track_caller]
     pub fn chunk_size(&self, ptr: *const u8) -> usize {
-        self.try_chunk_size(ptr).unwrap_or_else(|e| fail(e))
+        match self.try_chunk_size(ptr) {
+            Ok(n) => n,
+            Err(e) => fail(e),
+        }
     }
 
     pub(crate) fn try_chunk_size(&self, ptr: *const u8) -> Result<usize, Error> {
@@ -638,9 +652,12 @@ impl ArenaBuilder {
     /// 1 TiB, `min > max`, `max` above 1 TiB, the OS refusing the arena's
     /// own pages (or jemalloc refusing a new arena); and on
     /// [`Backend::Jemalloc`] in a build without the `jemalloc` feature.
+    #[track_caller]
     pub fn build(self) -> Arena {
-        self.try_build()
-            .unwrap_or_else(|e| panic!("flistalloc: {e}"))
+        match self.try_build() {
+            Ok(a) => a,
+            Err(e) => fail(e),
+        }
     }
 
     /// [`build`](ArenaBuilder::build), returning an error instead of

@@ -42,6 +42,10 @@ pub enum Error {
     /// The backend asked of [`ArenaBuilder::backend`](crate::ArenaBuilder::backend)
     /// is not in this build: `Jemalloc` needs the cargo feature `jemalloc`.
     BackendUnavailable { backend: crate::Backend },
+    /// The backend refused to set up the arena: jemalloc's `arenas.create`
+    /// failed (it allows about 4,000 arenas alive at once; drop some
+    /// `Arena`s over jemalloc and build again).
+    BackendRefused { backend: crate::Backend },
 }
 
 impl fmt::Display for Error {
@@ -82,6 +86,11 @@ impl fmt::Display for Error {
             Error::BackendUnavailable { backend } => write!(
                 f,
                 "backend {} is not in this build (it needs the cargo feature `jemalloc`)",
+                backend.name()
+            ),
+            Error::BackendRefused { backend } => write!(
+                f,
+                "backend {} refused to set up this arena (jemalloc: too many arenas alive at once)",
                 backend.name()
             ),
         }

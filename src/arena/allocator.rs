@@ -120,9 +120,13 @@ impl Arena {
                 }
                 Some(b) => {
                     // The set knows the block's usable size: it stays when
-                    // the new layout fits it and the chunk range.
+                    // the new layout fits it and the chunk range, unless it
+                    // would use less than half of it (then a shrink moves
+                    // to a smaller block, so `shrink_to_fit` gives memory
+                    // and capacity back, as on flist).
                     let len = b.chunk_size(ptr.as_ptr()).map_err(|_| AllocError)?;
                     if new.size() <= len
+                        && new.size() >= len / 2
                         && (ptr.as_ptr() as usize).is_multiple_of(new.align())
                         && new.size() >= b.min()
                         && new.size() <= b.max()

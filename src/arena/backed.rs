@@ -42,14 +42,14 @@ pub(crate) struct Backed {
 impl Backed {
     /// # Errors
     /// `BackendUnavailable` for jemalloc in a build without it;
-    /// `OutOfMemory` when jemalloc refuses a new arena.
+    /// `BackendRefused` when jemalloc refuses a new arena (too many alive).
     pub fn new(backend: Backend, capacity: usize, min: usize, max: usize) -> Result<Backed, Error> {
         let source = match backend {
             Backend::Malloc => Source::Malloc,
             #[cfg(feature = "jemalloc")]
-            Backend::Jemalloc => {
-                Source::Jemalloc(backend::JeArena::create().ok_or(Error::OutOfMemory { bytes: 0 })?)
-            }
+            Backend::Jemalloc => Source::Jemalloc(
+                backend::JeArena::create().ok_or(Error::BackendRefused { backend })?,
+            ),
             _ => return Err(Error::BackendUnavailable { backend }),
         };
         Ok(Backed {
@@ -110,6 +110,10 @@ impl Backed {
             heap,
             capacity: self.capacity,
         };
+        if asked > self.capacity - heap {
+            // Before asking malloc: the usable size is at least `asked`.
+            return Err(over(asked));
+        }
         let (p, usable) = match &self.source {
             Source::Malloc => {
                 // C's malloc aligns a block of n bytes for any type of up

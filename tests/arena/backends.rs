@@ -54,6 +54,9 @@ on_every_backend!(
     allocator_api2_collections,
     allocator_grow_shrink_keep_contents,
     zero_size_rules,
+    shrink_to_fit_gives_capacity_back,
+    a_request_over_the_room_left_is_out_of_capacity,
+    panics_point_at_the_caller,
 );
 
 /// Runs `f`, which must panic, and returns its panic message; `None`
@@ -731,4 +734,65 @@ fn release_returns_the_memory_jemalloc() {
     assert!(jemalloc_pactive(again) > 0);
     b.release();
     eprintln!("{}", crate::common::DONE);
+}
+
+/// A vector grown to 8 MB then shrunk to 10 elements holds a small chunk
+/// again: `allocated` falls back (on malloc/jemalloc a shrink below half of
+/// the usable size moves the block).
+fn shrink_to_fit_gives_capacity_back(b: Backend) {
+    let a = arena(b, 64 * MIB);
+    let n = if cfg!(miri) { 10_000 } else { 1_000_000 };
+    let mut v = allocator_api2::vec::Vec::new_in(&a);
+    for i in 0..n as u64 {
+        v.push(i);
+    }
+    assert!(a.info().allocated >= n * 8);
+    v.truncate(10);
+    v.shrink_to_fit();
+    assert_eq!(v.iter().sum::<u64>(), 45);
+    assert!(
+        a.info().allocated <= 4096,
+        "{b:?}: {} bytes still counted",
+        a.info().allocated
+    );
+}
+
+/// A request larger than the room left is `OutOfCapacity` on every backend,
+/// decided before the backend is asked (malloc is never handed 64 GiB).
+fn a_request_over_the_room_left_is_out_of_capacity(b: Backend) {
+    let a = ranged(b, MIB, 0, MAX_ARENA_SIZE);
+    let err = a.try_alloc(1 << 36).unwrap_err();
+    assert!(
+        matches!(err, Error::OutOfCapacity { capacity, .. } if capacity == MIB),
+        "{b:?}: {err:?}"
+    );
+}
+
+/// The panicking methods report the caller's line (`#[track_caller]`), not
+/// one inside flistalloc.
+fn panics_point_at_the_caller(b: Backend) {
+    if cfg!(miri) {
+        return;
+    }
+    let a = ranged(b, MIB, 8, 512);
+    let here = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = here.clone();
+    // The hook is process-wide: record only this thread's panic.
+    let me = std::thread::current().id();
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == me {
+            if let Some(l) = info.location() {
+                *seen.lock().unwrap() = l.file().to_string();
+            }
+        }
+    }));
+    let r = catch_unwind(AssertUnwindSafe(|| a.alloc(4096)));
+    std::panic::set_hook(prev);
+    assert!(r.is_err());
+    let file = here.lock().unwrap().clone();
+    assert!(
+        file.ends_with("backends.rs"),
+        "{b:?}: panic located in {file}"
+    );
 }

@@ -335,8 +335,9 @@ impl Model<'_> {
             let s = expected_slab(new_len, new_align);
             (s, in_range && s == b.slab)
         } else {
-            // Stays when the new layout fits the chunk's usable size.
-            let fits = new_len <= b.slab && addr.is_multiple_of(new_align);
+            // Stays when the new layout fits the chunk's usable size and
+            // uses at least half of it (below that a shrink moves).
+            let fits = new_len <= b.slab && new_len >= b.slab / 2 && addr.is_multiple_of(new_align);
             (0, in_range && fits)
         };
         let expect_ok = in_place || (in_range && self.predict(new_len, new_align).is_ok());
