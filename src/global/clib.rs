@@ -596,6 +596,24 @@ fn check_foreign_mapped(what: &[u8], addr: usize) {
     }
 }
 
+/// The allocator of a pointer that is not flistalloc memory, under backend
+/// `b` (0: not configured yet): jemalloc under the jemalloc backend, else
+/// glibc once its functions are known; `None` before that. Under the flist
+/// backend the pointer is first checked mapped ([`check_foreign_mapped`],
+/// which reports `what` and aborts when it is not).
+fn foreign_owner(b: u8, what: &[u8], addr: usize) -> Option<Backend> {
+    if b != MALLOC && b != JEMALLOC {
+        check_foreign_mapped(what, addr);
+    }
+    if b == JEMALLOC {
+        Some(Backend::Jemalloc)
+    } else if RESOLVED.load(Ordering::Acquire) {
+        Some(Backend::Malloc)
+    } else {
+        None
+    }
+}
+
 /// Frees a pointer that is not flistalloc memory: jemalloc's under the
 /// jemalloc backend, glibc's otherwise; leaked while glibc's functions are
 /// not known yet.
@@ -604,17 +622,11 @@ fn check_foreign_mapped(what: &[u8], addr: usize) {
 /// `p` is a live block of that allocator.
 unsafe fn free_foreign(p: *mut u8) {
     let b = BACKEND.load(Ordering::Acquire);
-    if b != MALLOC && b != JEMALLOC {
-        check_foreign_mapped(
-            b"free of an unmapped address (a large block freed before?): ",
-            p as usize,
-        );
-    }
-    let bk = if b == JEMALLOC {
-        Backend::Jemalloc
-    } else if RESOLVED.load(Ordering::Acquire) {
-        Backend::Malloc
-    } else {
+    let Some(bk) = foreign_owner(
+        b,
+        b"free of an unmapped address (a large block freed before?): ",
+        p as usize,
+    ) else {
         return;
     };
     // SAFETY: a live block of `bk` (contract).
@@ -662,17 +674,11 @@ unsafe fn realloc_inner(p: *mut u8, size: usize) -> *mut u8 {
     let flist_now = b == 0 || b == FLIST;
     let old_usable;
     if entry == 0 {
-        if flist_now {
-            check_foreign_mapped(
-                b"realloc of an unmapped address (a large block freed before?): ",
-                addr,
-            );
-        }
-        let bk = if b == JEMALLOC {
-            Backend::Jemalloc
-        } else if RESOLVED.load(Ordering::Acquire) {
-            Backend::Malloc
-        } else {
+        let Some(bk) = foreign_owner(
+            b,
+            b"realloc of an unmapped address (a large block freed before?): ",
+            addr,
+        ) else {
             die(
                 b"realloc of memory flistalloc did not hand out, before glibc's realloc was found: ",
                 addr,
@@ -809,18 +815,11 @@ pub(crate) unsafe fn usable_size(ptr: *const c_void) -> usize {
     let addr = ptr as usize;
     let entry = segment_map::lookup(addr);
     if entry == 0 {
-        let b = BACKEND.load(Ordering::Acquire);
-        if b != MALLOC && b != JEMALLOC {
-            check_foreign_mapped(
-                b"malloc_usable_size of an unmapped address (a large block freed before?): ",
-                addr,
-            );
-        }
-        let bk = if b == JEMALLOC {
-            Backend::Jemalloc
-        } else if RESOLVED.load(Ordering::Acquire) {
-            Backend::Malloc
-        } else {
+        let Some(bk) = foreign_owner(
+            BACKEND.load(Ordering::Acquire),
+            b"malloc_usable_size of an unmapped address (a large block freed before?): ",
+            addr,
+        ) else {
             return 0;
         };
 
