@@ -253,6 +253,28 @@ pub(crate) unsafe fn reuse(h: *mut Large, size: usize, align: usize) {
     }
 }
 
+/// Gives the pages of a free mapping back to the OS (`MADV_DONTNEED`), all
+/// but the first, which holds the header: a cached mapping then holds
+/// address space, not memory. Its pages read as zero when touched again.
+/// This may change `errno`.
+///
+/// # Safety
+/// `h` is a free mapping's header (released, not yet reused) that only the
+/// caller holds: no block lives in it.
+pub(crate) unsafe fn decommit(h: *mut Large) {
+    // SAFETY: contract: the mapping is the caller's alone and holds no live
+    // block, so every page past the header's is dead; `touched` is a page
+    // multiple within the mapping (its invariant).
+    unsafe {
+        let touched = (*h).touched;
+        if touched > PAGE {
+            let from = NonNull::new_unchecked(h.cast::<u8>().add(PAGE));
+            os::decommit(from, touched - PAGE);
+            (*h).touched = PAGE;
+        }
+    }
+}
+
 /// Forgets the mapping in the segment map and unmaps it (this may change
 /// `errno`).
 ///
