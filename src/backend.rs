@@ -403,44 +403,57 @@ pub(crate) struct JeArena {
     tcache: u32,
 }
 
+/// A mallctl that yields one `unsigned` (`arenas.create`, `tcache.create`);
+/// `None` when jemalloc refuses.
+#[cfg(feature = "jemalloc")]
+fn ctl_read_u32(name: &core::ffi::CStr) -> Option<u32> {
+    let mut v: u32 = 0;
+    let mut len = core::mem::size_of::<u32>();
+    // SAFETY: the name is NUL-terminated; jemalloc writes at most `len`
+    // bytes (one `unsigned`) into `v`, and reads no new value (null, 0).
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            (&mut v as *mut u32).cast(),
+            &mut len,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
+/// A mallctl that takes one `unsigned` and yields nothing (`tcache.flush`,
+/// `tcache.destroy`); true on success.
+#[cfg(feature = "jemalloc")]
+fn ctl_write_u32(name: &core::ffi::CStr, mut v: u32) -> bool {
+    // SAFETY: the name is NUL-terminated; jemalloc reads one `unsigned` of
+    // `size_of::<u32>()` bytes from `v` and writes nothing back (null old
+    // value and length).
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            (&mut v as *mut u32).cast(),
+            core::mem::size_of::<u32>(),
+        ) == 0
+    }
+}
+
 #[cfg(feature = "jemalloc")]
 impl JeArena {
     /// Creates the arena and its tcache; `None` when jemalloc refuses.
     pub fn create() -> Option<JeArena> {
-        use tikv_jemalloc_sys as je;
-        let mut arena: u32 = 0;
-        let mut tcache: u32 = 0;
-        let mut len = core::mem::size_of::<u32>();
-        // SAFETY: read-only mallctls writing one `unsigned` into a buffer of
-        // that size; the names are NUL-terminated.
-        unsafe {
-            if je::mallctl(
-                c"arenas.create".as_ptr(),
-                (&mut arena as *mut u32).cast(),
-                &mut len,
-                core::ptr::null_mut(),
-                0,
-            ) != 0
-            {
-                return None;
-            }
-            len = core::mem::size_of::<u32>();
-            if je::mallctl(
-                c"tcache.create".as_ptr(),
-                (&mut tcache as *mut u32).cast(),
-                &mut len,
-                core::ptr::null_mut(),
-                0,
-            ) != 0
-            {
-                let h = JeArena {
-                    arena,
-                    tcache: u32::MAX,
-                };
-                h.ctl_arena(c"arena.0.destroy");
-                return None;
-            }
-        }
+        let arena = ctl_read_u32(c"arenas.create")?;
+        let Some(tcache) = ctl_read_u32(c"tcache.create") else {
+            let h = JeArena {
+                arena,
+                tcache: u32::MAX,
+            };
+            h.ctl_arena(c"arena.0.destroy");
+            return None;
+        };
         Some(JeArena { arena, tcache })
     }
 
@@ -530,28 +543,10 @@ impl JeArena {
     /// # Safety
     /// No block of this handle is used afterwards.
     pub unsafe fn destroy(self) {
-        use tikv_jemalloc_sys as je;
-        let mut t = self.tcache;
-        let n = core::mem::size_of::<u32>();
-        // SAFETY: write-only mallctls taking one `unsigned`, our live tcache
-        // id; the arena is reset only after its cached blocks were flushed
-        // back to it, as `arena.<i>.destroy` requires.
-        unsafe {
-            je::mallctl(
-                c"tcache.flush".as_ptr(),
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                (&mut t as *mut u32).cast(),
-                n,
-            );
-            je::mallctl(
-                c"tcache.destroy".as_ptr(),
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                (&mut t as *mut u32).cast(),
-                n,
-            );
-        }
+        // Our live tcache id: the arena is destroyed only after its cached
+        // blocks were flushed back to it, as `arena.<i>.destroy` requires.
+        ctl_write_u32(c"tcache.flush", self.tcache);
+        ctl_write_u32(c"tcache.destroy", self.tcache);
         if !self.ctl_arena(c"arena.0.destroy") {
             crate::msg::warn(&[
                 b"jemalloc refused arena.<i>.destroy; the arena's memory stays with jemalloc",
