@@ -159,6 +159,25 @@ impl Matrix {
         })))
     }
 
+    /// Per row, column `a`'s time over the fastest of the columns `others`
+    /// on that row (rows where none of `others` ran are skipped).
+    pub fn time_vs_fastest(&self, a: &str, others: &[&str]) -> Option<Vec<f64>> {
+        let ia = self.column(a)?;
+        let ib: Vec<usize> = others.iter().filter_map(|o| self.column(o)).collect();
+        if ib.is_empty() {
+            return None;
+        }
+        Some(
+            self.cells
+                .iter()
+                .map(|row| {
+                    let best = ib.iter().map(|&i| row[i].time_ns).min().unwrap_or(1);
+                    row[ia].time_ns as f64 / best.max(1) as f64
+                })
+                .collect(),
+        )
+    }
+
     /// Column `a`'s peak RSS over `b`'s on row `row`.
     pub fn row_rss_vs(&self, row: &str, a: &str, b: &str) -> Option<f64> {
         let cells = &self.cells[self.row(row)?];
