@@ -16,7 +16,10 @@
 //! `SET`s of values from 16 B to 64 KiB, the rest `GET`s), pipelined 32 at
 //! a time, checks every reply, and closes. Then the server is stopped and
 //! the program prints requests per second, the peak RSS (`VmHWM`) and a few
-//! allocator figures. A run takes a few seconds; a stuck socket times out.
+//! allocator figures. Then it waits 2 s with the map still alive and prints
+//! the RSS against the map's own bytes (keys, values, tables): what the
+//! allocator holds once the load is gone. A run takes a few seconds; a stuck
+//! socket times out.
 //!
 //! Protocol, one request per line:
 //! `SET key len\n<len bytes>` → `OK\n`; `GET key\n` → `VALUE len\n<len bytes>`
@@ -115,6 +118,9 @@ struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     acceptor: JoinHandle<Vec<JoinHandle<std::io::Result<u64>>>>,
+    /// The map, kept after the server stops so its bytes can be weighed
+    /// against the RSS.
+    store: Store,
 }
 
 fn start_server() -> std::io::Result<Server> {
@@ -123,6 +129,7 @@ fn start_server() -> std::io::Result<Server> {
     let stop = Arc::new(AtomicBool::new(false));
     let store: Store = Arc::new((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect());
     let stop2 = Arc::clone(&stop);
+    let store2 = Arc::clone(&store);
     let acceptor = std::thread::spawn(move || {
         let mut handlers = Vec::new();
         for conn in listener.incoming() {
@@ -131,7 +138,7 @@ fn start_server() -> std::io::Result<Server> {
             }
             match conn {
                 Ok(stream) => {
-                    let store = Arc::clone(&store);
+                    let store = Arc::clone(&store2);
                     handlers.push(std::thread::spawn(move || handle(stream, store)));
                 }
                 Err(e) => eprintln!("server: accept: {e}"),
@@ -143,13 +150,14 @@ fn start_server() -> std::io::Result<Server> {
         addr,
         stop,
         acceptor,
+        store,
     })
 }
 
 impl Server {
     /// Stops accepting (a last connection wakes the acceptor), waits for the
-    /// connection threads; returns the requests they served.
-    fn stop(self) -> Result<u64, String> {
+    /// connection threads; returns the requests they served and the map.
+    fn stop(self) -> Result<(u64, Store), String> {
         self.stop.store(true, Ordering::Release);
         let _ = TcpStream::connect(self.addr);
         let handlers = self.acceptor.join().map_err(|_| "acceptor panicked")?;
@@ -160,7 +168,7 @@ impl Server {
                 .map_err(|_| "connection thread panicked")?
                 .map_err(|e| format!("connection failed: {e}"))?;
         }
-        Ok(served)
+        Ok((served, self.store))
     }
 }
 
@@ -276,6 +284,7 @@ fn parse_args() -> Result<(usize, usize), String> {
 }
 
 fn run(connections: usize, requests: usize) -> Result<(), String> {
+    let base_kb = rss::current_kb().unwrap_or(0);
     let server = start_server().map_err(|e| format!("cannot start the server: {e}"))?;
     println!(
         "backend {}: server on {}, {connections} connections x {requests} requests",
@@ -298,7 +307,7 @@ fn run(connections: usize, requests: usize) -> Result<(), String> {
             .collect()
     });
     let elapsed = start.elapsed();
-    let served = server.stop()?;
+    let (served, store) = server.stop()?;
     for r in results {
         r?;
     }
@@ -314,6 +323,30 @@ fn run(connections: usize, requests: usize) -> Result<(), String> {
         total as f64 / elapsed.as_secs_f64(),
         mib(rss::peak_kb().unwrap_or(0))
     );
+    // Memory follows live bytes: with the load gone (every connection
+    // thread has exited) and the map still alive, what is held 2 s later
+    // beyond the map's own bytes is the allocator's.
+    std::thread::sleep(Duration::from_secs(2));
+    let live: usize = store
+        .iter()
+        .map(|shard| {
+            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(k, v)| k.capacity() + v.capacity())
+                .sum::<usize>()
+                + map.capacity() * std::mem::size_of::<(String, Vec<u8>)>()
+        })
+        .sum();
+    let now = rss::current_kb().unwrap_or(0);
+    println!(
+        "2 s after the load: RSS {:.1} MiB, the map holds {:.1} MiB (keys, values, tables), \
+         RSS before the server started {:.1} MiB: {:.1} MiB held beyond them",
+        mib(now),
+        live as f64 / (1 << 20) as f64,
+        mib(base_kb),
+        (mib(now) - mib(base_kb) - live as f64 / (1 << 20) as f64).max(0.0)
+    );
+    drop(store);
     if flistalloc::backend() == flistalloc::Backend::Flist {
         let s = flistalloc::stats();
         println!(
