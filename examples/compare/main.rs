@@ -62,7 +62,7 @@ mod cmd;
 mod report;
 mod workloads;
 
-use allocators::{use_mimalloc, Alloc};
+use allocators::{direct_name, Alloc};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use support::child::{self, Progress, Sample};
@@ -77,7 +77,7 @@ use workloads::{Workload, WORKLOADS};
 /// The usage text; `{WORKLOADS}` is replaced by the workload names, from
 /// the workload table.
 const USAGE: &str = "\
-usage: compare [--quick] [--runs N] [--only NAME[,NAME...]] [--json PATH] [--svg PATH]
+usage: compare [--quick] [--runs N] [--only NAME[,NAME...]] [--direct] [--json PATH] [--svg PATH]
        compare --cmd 'PROGRAM ARGS...' [--runs N] [--check-output] [--stdin PATH]
                [--columns NAME[,NAME...]] [--lib PATH] [--json PATH] [--svg PATH]
        compare [OPTIONS] -- PROGRAM ARGS...
@@ -93,6 +93,9 @@ the same checksum, and prints median time, peak RSS and ratios to the best.
                  {WORKLOADS}
   --json PATH    also write the results as JSON to PATH
   --svg PATH     also write a bar chart (time and peak RSS ratios) to PATH
+  --direct       two more columns: jemalloc (tikv-jemallocator) and glibc
+                 (std's System) installed directly, to measure what the
+                 malloc and jemalloc columns pay for going through Flist
   -h, --help     this message
 
 Any existing program instead of the workloads:
@@ -128,6 +131,8 @@ struct Options {
     only: Option<Vec<String>>,
     json: Option<String>,
     svg: Option<String>,
+    /// `--direct`: two more columns, jemalloc and glibc installed directly.
+    direct: bool,
     /// `--cmd` (or `-- PROGRAM ARGS...`) and its options.
     cmd: Option<cmd::CmdOptions>,
 }
@@ -141,6 +146,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         only: None,
         json: None,
         svg: None,
+        direct: false,
         cmd: None,
     };
     let (mine, after) = match args.iter().position(|a| a == "--") {
@@ -167,6 +173,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             }
             Arg::Long("json") => opts.json = Some(cli::value(&mut p, "--json", "a file path")?),
             Arg::Long("svg") => opts.svg = Some(cli::value(&mut p, "--svg", "a file path")?),
+            Arg::Long("direct") => {
+                opts.direct = true;
+                quick_or_only = Some("--direct");
+            }
             Arg::Long("cmd") => {
                 let line = cli::value(&mut p, "--cmd", "a program to run")?;
                 argv = Some(cli::split_command(&line)?);
@@ -266,15 +276,10 @@ fn child(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     // Did we get the allocator the parent asked for?
-    let got = if use_mimalloc() {
-        "mimalloc"
-    } else {
-        flistalloc::backend().name()
-    };
-    let asked = if std::env::var("COMPARE_ALLOC").as_deref() == Ok("mimalloc") {
-        "mimalloc".to_owned()
-    } else {
-        std::env::var("FLISTALLOC_BACKEND").unwrap_or_else(|_| "flist".to_owned())
+    let got = direct_name().unwrap_or_else(|| flistalloc::backend().name());
+    let asked = match std::env::var("COMPARE_ALLOC") {
+        Ok(a) => a,
+        Err(_) => std::env::var("FLISTALLOC_BACKEND").unwrap_or_else(|_| "flist".to_owned()),
     };
     if got != asked {
         eprintln!("compare --child: asked for allocator {asked:?} but running on {got:?}");
@@ -348,7 +353,11 @@ fn compare(opts: &Options, args: &[String]) -> Result<(), String> {
         .iter()
         .filter(|w| cli::selected(&opts.only, w.name))
         .collect();
-    let allocs = Alloc::ALL;
+    let allocs: Vec<Alloc> = if opts.direct {
+        Alloc::ALL.iter().chain(&Alloc::DIRECT).copied().collect()
+    } else {
+        Alloc::ALL.to_vec()
+    };
     let started = Instant::now();
     let rows: Vec<Row> = workloads
         .iter()

@@ -25,19 +25,27 @@ pub fn print_table(r: &Matrix, workloads: &[&Workload], meta: &Meta) {
          so the dispatch costs every column alike. \"x best\" = ratio to the best allocator on that row (1.00x = best)."
     );
     println!();
+    // The `--direct` columns have longer names.
+    let width = r
+        .columns
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
     r.print_table(&TableStyle {
         label_width: 12,
-        column_width: 9,
+        column_width: width,
         column_header: "allocator",
         ratio_header: "x best",
-        rule: 64,
+        rule: 55 + width,
     });
     // Fragmentation: memory held against memory live.
     if let Some(wi) = r.row("frag") {
         println!();
         println!("(f) frag at its end (before teardown): RSS against the bytes the program holds");
         println!(
-            "{:<9} {:>10} {:>12} {:>9} {:>10} {:>9}",
+            "{:<width$} {:>10} {:>12} {:>9} {:>10} {:>9}",
             "allocator", "live MiB", "final RSS", "x live", "peak MiB", "x live"
         );
         for (ai, a) in r.columns.iter().enumerate() {
@@ -46,7 +54,7 @@ pub fn print_table(r: &Matrix, workloads: &[&Workload], meta: &Meta) {
             let fin = mib(c.last(|s| s.final_rss_kb).unwrap_or(0));
             let peak = mib(c.hwm_kb);
             println!(
-                "{:<9} {:>10.1} {:>12.1} {:>8.2}x {:>10.1} {:>8.2}x",
+                "{:<width$} {:>10.1} {:>12.1} {:>8.2}x {:>10.1} {:>8.2}x",
                 a.name,
                 live,
                 fin,
@@ -99,6 +107,25 @@ pub fn print_table(r: &Matrix, workloads: &[&Workload], meta: &Meta) {
     }
     if let Some(m) = r.rss_vs(flist, Alloc::Jemalloc.name()) {
         target("geo mean of peak RSS / jemalloc's", m, 1.0);
+    }
+    // `--direct`: what the malloc and jemalloc columns pay for going through
+    // Flist's backend dispatch, against the same allocators installed
+    // directly (behind the same switch).
+    for (via, direct) in [
+        (Alloc::Jemalloc, Alloc::JemallocDirect),
+        (Alloc::Malloc, Alloc::MallocDirect),
+    ] {
+        if let Some(t) = r.time_vs(via.name(), direct.name()) {
+            target(
+                &format!(
+                    "geo mean of time, {} through Flist / {}",
+                    via.name(),
+                    direct.name()
+                ),
+                t,
+                1.03,
+            );
+        }
     }
     if let Some(fi) = r.column(flist) {
         let worst = r
