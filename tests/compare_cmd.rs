@@ -610,3 +610,27 @@ fn a_program_that_links_an_allocator_is_flagged() {
     assert!(out.contains("DOES NOT HOLD"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn direct_columns_run_the_allocators_installed_directly() {
+    // Each child checks it runs on the allocator asked for (exit 3
+    // otherwise), so a wrong switch fails here.
+    let o = compare(&["--quick", "--runs", "1", "--only", "json", "--direct"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for col in ["jemalloc-direct", "malloc-direct"] {
+        assert!(
+            t.contains(&format!("             {col}")),
+            "no {col} row: {t}"
+        );
+    }
+    assert!(
+        t.contains("jemalloc through Flist / jemalloc-direct")
+            && t.contains("malloc through Flist / malloc-direct"),
+        "{t}"
+    );
+    // Not for --cmd.
+    let o = compare(&["--direct", "--cmd", "true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--direct is for the built-in workloads"));
+}
