@@ -194,15 +194,26 @@ unsafe fn fallback_free(ptr: *mut u8, layout: Layout) {
 }
 
 /// Whole-process backends: everything goes to malloc or jemalloc, counted in
-/// the budget only when `FLISTALLOC_CAPACITY` is set.
-#[inline(never)]
+/// the budget only when `FLISTALLOC_CAPACITY` is set. Inlined into the slow
+/// paths, with the counted case out of line, so an uncounted call costs a
+/// load and a branch before the backend's own function (the `--direct`
+/// columns of `compare` measure what is left).
+#[inline(always)]
 fn whole_alloc(b: u8, layout: Layout, zeroed: bool) -> *mut u8 {
-    let count = COUNT_ALL.load(Ordering::Relaxed);
-    if count && !budget::take(layout.size()) {
+    if COUNT_ALL.load(Ordering::Relaxed) {
+        return whole_alloc_counted(b, layout, zeroed);
+    }
+    backend::alloc(Backend::from_u8(b), layout, zeroed)
+}
+
+#[cold]
+#[inline(never)]
+fn whole_alloc_counted(b: u8, layout: Layout, zeroed: bool) -> *mut u8 {
+    if !budget::take(layout.size()) {
         return null_mut();
     }
     let p = backend::alloc(Backend::from_u8(b), layout, zeroed);
-    if p.is_null() && count {
+    if p.is_null() {
         budget::give(layout.size());
     }
     p
@@ -317,12 +328,11 @@ impl Flist {
     unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
         let b = BACKEND.load(Ordering::Relaxed);
         if b != Backend::Flist as u8 {
-            // SAFETY: under a whole-process backend every block is its own.
-            unsafe { backend::free(Backend::from_u8(b), ptr, layout) };
             if COUNT_ALL.load(Ordering::Relaxed) {
                 budget::give(layout.size());
             }
-            return;
+            // SAFETY: under a whole-process backend every block is its own.
+            return unsafe { backend::free(Backend::from_u8(b), ptr, layout) };
         }
         let entry = segment_map::lookup(ptr as usize);
         if entry == 0 {
