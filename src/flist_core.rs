@@ -20,7 +20,7 @@ use crate::segment::{
     OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
 };
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
-use crate::size_class::{self, MAX_ARENA_SIZE, PAGE};
+use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE};
 use crate::stats::{Info, SlabUse};
 use crate::sync::Ordering;
 use core::alloc::Layout;
@@ -113,6 +113,14 @@ pub(crate) struct SlabState {
 /// back to it as their owner).
 #[repr(C)]
 pub(crate) struct Core<P: Policy> {
+    /// The direct table (mimalloc's `pages_free_direct`): entry
+    /// `size_class::direct_index(size)` of a size up to `SMALL_MAX` is the
+    /// head of the avail list of that size's slab, or [`empty_pool`] when
+    /// the list is empty or the slab is not in `lo..=hi`. Invariant: kept
+    /// in step with every avail list by [`Core::sync_direct`], which every
+    /// change of a list's head goes through (the `avail_*` methods). So the
+    /// allocation fast path is one load and a pop, with no null test.
+    direct: [*mut Pool; DIRECT_ENTRIES],
     /// `hi - lo + 1` slab states, right after the core in its mapping.
     slabs: *mut SlabState,
     /// Slab indices `lo..=hi` have a `SlabState`: every slab a request in
@@ -137,6 +145,19 @@ pub(crate) struct Core<P: Policy> {
     mapping_bytes: usize,
     /// The owner's answers and state.
     pub(crate) policy: P,
+}
+
+/// What an empty direct-table entry points at: a pool-sized block of
+/// zeros, never written (a pool whose `free` is null, so `pool::pop_ptr`
+/// fails before it writes, and the caller takes its slow path).
+static EMPTY_POOL: [usize; EMPTY_POOL_WORDS] = [0; EMPTY_POOL_WORDS];
+const EMPTY_POOL_WORDS: usize = core::mem::size_of::<Pool>().div_ceil(8);
+const _: () = assert!(core::mem::align_of::<Pool>() <= core::mem::align_of::<usize>());
+
+/// The never-written empty pool of the direct table (see [`EMPTY_POOL`]).
+#[inline(always)]
+fn empty_pool() -> *mut Pool {
+    EMPTY_POOL.as_ptr().cast_mut().cast()
 }
 
 /// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
@@ -164,6 +185,7 @@ impl<P: Policy> Core<P> {
         // empty list and no pools).
         unsafe {
             core.as_ptr().write(Core {
+                direct: [empty_pool(); DIRECT_ENTRIES],
                 slabs: map.as_ptr().add(core::mem::size_of::<Core<P>>()).cast(),
                 lo,
                 hi,
@@ -294,6 +316,82 @@ impl<P: Policy> Core<P> {
         }
     }
 
+    /// Pops a chunk for a request of `size <= SMALL_MAX` bytes with
+    /// alignment at most 8 through the direct table, or returns null (the
+    /// caller then takes its slow path): the global allocator's fast path.
+    ///
+    /// # Safety
+    /// `size <= SMALL_MAX`.
+    #[inline(always)]
+    pub unsafe fn pop_direct(&mut self, size: usize) -> *mut u8 {
+        // SAFETY: direct_index(size) < DIRECT_ENTRIES for size <= SMALL_MAX
+        // (contract); each entry is a live pool of ours on its slab's avail
+        // list, or the never-written empty pool (the table's invariant),
+        // which is what pop_ptr needs.
+        unsafe {
+            let pool = *self.direct.get_unchecked(size_class::direct_index(size));
+            pool::pop_ptr(pool)
+        }
+    }
+
+    /// Points the direct-table entries of slab `idx` at its avail list's
+    /// head (or the empty pool): called after every change of that head.
+    ///
+    /// # Safety
+    /// `lo <= idx <= hi`.
+    #[inline(always)]
+    unsafe fn sync_direct(&mut self, idx: usize) {
+        // SAFETY: idx is in range (contract).
+        let head = unsafe { (*self.slab(idx)).avail.head() };
+        let head = if head.is_null() { empty_pool() } else { head };
+        for k in size_class::direct_range(idx) {
+            self.direct[k] = head;
+        }
+    }
+
+    /// Puts `pool` first on its slab's avail list (the one chunks come from
+    /// first), keeping the direct table in step.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of ours, not on its avail list.
+    pub(crate) unsafe fn avail_push_front(&mut self, pool: *mut Pool) {
+        // SAFETY: a live pool of ours (contract), so its slab is in lo..=hi
+        // and its `avail` link is ours, unlinked.
+        unsafe {
+            let idx = (*pool).slab();
+            (*self.slab(idx)).avail.push_front(pool);
+            self.sync_direct(idx);
+        }
+    }
+
+    /// Takes `pool` off its slab's avail list, keeping the direct table in
+    /// step.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of ours, on its avail list.
+    pub(crate) unsafe fn avail_remove(&mut self, pool: *mut Pool) {
+        // SAFETY: a live pool of ours on its slab's list (contract).
+        unsafe {
+            let idx = (*pool).slab();
+            (*self.slab(idx)).avail.remove(pool);
+            self.sync_direct(idx);
+        }
+    }
+
+    /// Empties every slab's avail list and points the direct table at the
+    /// empty pool.
+    fn avail_clear(&mut self) {
+        for i in 0..=(self.hi - self.lo) {
+            // SAFETY: the table has hi - lo + 1 entries; the pools on each
+            // list are live pools of ours.
+            unsafe {
+                let st = self.slabs.add(i);
+                while !(*st).avail.pop_front().is_null() {}
+            }
+        }
+        self.direct = [empty_pool(); DIRECT_ENTRIES];
+    }
+
     /// Allocates a chunk of slab `idx`; the flag says whether it is fresh
     /// memory, still zero (never handed out since its pages were mapped or
     /// decommitted).
@@ -339,10 +437,10 @@ impl<P: Policy> Core<P> {
                 if (*pool).collect_remote() > 0 {
                     continue;
                 }
-                (*st).avail.remove(pool);
+                self.avail_remove(pool);
             }
             let p = self.new_pool(idx)?;
-            (*st).avail.push_front(p);
+            self.avail_push_front(p);
             // A new pool has at least one chunk (pool_bytes never returns a
             // size below one chunk).
             Ok((*p).take().unwrap_or_else(|| unreachable!()))
@@ -623,7 +721,7 @@ impl<P: Policy> Core<P> {
         // links are ours; the policy hook gets a live pool on our list.
         unsafe {
             if !(*pool).avail.is_linked() {
-                (*self.slab((*pool).slab())).avail.push_front(pool);
+                self.avail_push_front(pool);
             }
             if P::TRACKS_EMPTY && (*pool).used() == 0 && !(*pool).empty.is_linked() {
                 P::pool_emptied(self, pool);
@@ -642,7 +740,7 @@ impl<P: Policy> Core<P> {
         // `avail` link is ours to set.
         unsafe {
             if !(*pool).avail.is_linked() && (*pool).has_room() {
-                (*self.slab((*pool).slab())).avail.push_front(pool);
+                self.avail_push_front(pool);
             }
         }
     }
@@ -804,11 +902,10 @@ impl<P: Policy> Core<P> {
         unsafe {
             let p = Segment::pool_ptr(seg, slot);
             P::pool_released(self, p);
-            let st = self.slab((*p).slab());
             if (*p).avail.is_linked() {
-                (*st).avail.remove(p);
+                self.avail_remove(p);
             }
-            (*st).pools -= 1;
+            (*self.slab((*p).slab())).pools -= 1;
             let bytes = (*p).bytes();
             self.heap -= bytes;
             self.policy.count(-(bytes as isize), -1, 0);
@@ -889,14 +986,10 @@ impl<P: Policy> Core<P> {
         // Empty every slab's list first: those lists link pools across
         // segments, so unlinking later would write into segments already
         // handed to `keep`.
+        self.avail_clear();
         for i in 0..=(self.hi - self.lo) {
-            // SAFETY: the table has hi - lo + 1 entries; the pools on each
-            // list are live pools of ours.
-            unsafe {
-                let st = self.slabs.add(i);
-                while !(*st).avail.pop_front().is_null() {}
-                (*st).pools = 0;
-            }
+            // SAFETY: the table has hi - lo + 1 entries.
+            unsafe { (*self.slabs.add(i)).pools = 0 };
         }
         let mut segments = self.segments.take();
         loop {
@@ -931,6 +1024,22 @@ impl<P: Policy> Core<P> {
         self.heap = 0;
     }
 
+    /// The first direct-table entry that is not its slab's avail head (or
+    /// the empty pool for an empty list or a slab not served), if any.
+    #[cfg(any(test, debug_assertions))]
+    fn direct_out_of_step(&self) -> Option<usize> {
+        (0..DIRECT_ENTRIES).find(|&k| {
+            let idx = size_class::slab_index(k * 8);
+            let head = if idx >= self.lo && idx <= self.hi {
+                // SAFETY: idx is in lo..=hi.
+                unsafe { (*self.slab(idx)).avail.head() }
+            } else {
+                null_mut()
+            };
+            self.direct[k] != if head.is_null() { empty_pool() } else { head }
+        })
+    }
+
     /// Checks the lists' invariants (debug builds; a no-op in release).
     pub fn invariant(&self) {
         #[cfg(debug_assertions)]
@@ -939,6 +1048,9 @@ impl<P: Policy> Core<P> {
             self.segments.invariant();
             for i in 0..=(self.hi - self.lo) {
                 (*self.slabs.add(i)).avail.invariant();
+            }
+            if let Some(k) = self.direct_out_of_step() {
+                panic!("flistalloc: direct table entry {k} out of step");
             }
         }
     }
@@ -1028,5 +1140,97 @@ pub(crate) unsafe fn pool_of_chunk_remote(
         }
         let pool = Segment::pool_ptr(seg, slot as usize);
         (*pool).is_chunk_start_remote(addr).then_some(pool)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A policy with room for 64 MiB and nothing else.
+    struct Plain;
+    impl Policy for Plain {
+        const TRACKS_EMPTY: bool = false;
+        fn tag(&self) -> usize {
+            // A tag no `Arena` of this test binary uses (they count up from 2).
+            TAG_MASK - 1
+        }
+        fn room(&self, heap: usize) -> usize {
+            (64 << 20) - heap
+        }
+    }
+
+    /// The direct table follows every avail list through pools filling,
+    /// freeing, being released by `trim` and abandoned, and the fast pop
+    /// takes from the head pool.
+    #[test]
+    fn direct_table_follows_the_avail_lists() {
+        let core = Core::create(1, 4096, Plain).unwrap();
+        // SAFETY: a core just made, used by this test alone; every chunk is
+        // freed once; the core is destroyed last.
+        unsafe {
+            let c = &mut *core.as_ptr();
+            assert_eq!(c.direct_out_of_step(), None);
+            assert!(c.pop_direct(64).is_null(), "nothing before first use");
+            let mut held = Vec::new();
+            for size in [8, 24, 64, 200, 1000, 1024] {
+                // Several pools of each slab (fewer under miri, which
+                // interprets every step).
+                for _ in 0..if cfg!(miri) { 600 } else { 3000 } {
+                    held.push(c.alloc(size).unwrap().as_ptr());
+                }
+                assert_eq!(c.direct_out_of_step(), None, "after allocating {size}");
+            }
+            // Free every other chunk, then pop them back through the table.
+            let mut back = Vec::new();
+            for p in held.iter().step_by(2) {
+                c.free(*p).unwrap();
+            }
+            assert_eq!(c.direct_out_of_step(), None, "after freeing");
+            // One size per slab (1000 and 1024 share one).
+            for size in [8, 24, 64, 200, 1024] {
+                let before = back.len();
+                loop {
+                    let head = c.direct[size_class::direct_index(size)];
+                    let p = c.pop_direct(size);
+                    if p.is_null() {
+                        break;
+                    }
+                    assert!(
+                        (*head).is_chunk_start(p as usize),
+                        "popped off the head pool"
+                    );
+                    assert_eq!(c.chunk_size(p).unwrap(), size_class::suitable_slab(size));
+                    back.push(p);
+                }
+                assert!(
+                    back.len() > before,
+                    "the head pool of {size} had free chunks"
+                );
+                assert_eq!(c.direct_out_of_step(), None, "after popping {size}");
+            }
+            for p in back
+                .into_iter()
+                .chain(held.iter().skip(1).step_by(2).copied())
+            {
+                c.free(p).unwrap();
+            }
+            c.trim();
+            assert_eq!(c.direct_out_of_step(), None, "after trim");
+            assert!(c.pop_direct(64).is_null(), "every pool released");
+            held.clear();
+            for _ in 0..100 {
+                held.push(c.alloc(64).unwrap().as_ptr());
+            }
+            assert_ne!(c.direct[size_class::direct_index(64)], empty_pool());
+            let mut kept = Vec::new();
+            c.abandon_segments(|seg, _| kept.push(seg));
+            assert!((0..DIRECT_ENTRIES).all(|k| c.direct[k] == empty_pool()));
+            assert!(c.pop_direct(64).is_null(), "abandoned pools are not ours");
+            for seg in kept {
+                Segment::destroy(NonNull::new(seg).unwrap());
+            }
+            Core::destroy(core);
+        }
     }
 }

@@ -353,15 +353,20 @@ impl Flist {
 unsafe impl GlobalAlloc for Flist {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if BACKEND.load(Ordering::Acquire) == Backend::Flist as u8
-            && layout.size() <= SMALL_MAX
+        // No backend test: under a whole-process backend no thread core is
+        // ever attached, so `current()` is null or DETACHED and the slow
+        // path dispatches on the backend. (The C library attaches its
+        // start-up thread's core whatever the backend, so its build keeps
+        // the test.)
+        if layout.size() <= SMALL_MAX
             && layout.align() <= 8
+            && (!cfg!(feature = "c-library")
+                || BACKEND.load(Ordering::Acquire) == Backend::Flist as u8)
         {
             let core = threads::current();
             if (core as usize) > DETACHED {
-                // SAFETY: this thread's live core; sizes up to SMALL_MAX with
-                // align <= 8 map to slabs every thread core serves.
-                let p = unsafe { (*core).pop_fast(size_class::slab_index(layout.size())) };
+                // SAFETY: this thread's live core; size <= SMALL_MAX.
+                let p = unsafe { (*core).pop_direct(layout.size()) };
                 if !p.is_null() {
                     return p;
                 }
@@ -386,8 +391,11 @@ unsafe impl GlobalAlloc for Flist {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // No backend test: under a whole-process backend `current()` is
+        // null or DETACHED (see `alloc`), and `free_hot` only takes
+        // addresses in this core's hot segment, never another allocator's.
         let core = threads::current();
-        if BACKEND.load(Ordering::Relaxed) == Backend::Flist as u8 && core as usize > DETACHED {
+        if core as usize > DETACHED {
             // SAFETY: this thread's live core (checked just before); the
             // caller hands the block back.
             if unsafe { (*core).free_hot(ptr as usize) } {

@@ -437,6 +437,30 @@ pub(crate) fn pop(pool: &mut Pool) -> *mut u8 {
     c.cast()
 }
 
+/// [`pop`] through a raw pointer, for the global allocator's direct table,
+/// whose entries may point at a never-written block of zeros standing for
+/// "no pool with room": its `free` is null, so the pop returns null before
+/// any write.
+///
+/// # Safety
+/// `pool` points to a live pool the caller owns, or to a readable block of
+/// at least `size_of::<Pool>()` zero bytes aligned as a pool.
+#[inline(always)]
+pub(crate) unsafe fn pop_ptr(pool: *mut Pool) -> *mut u8 {
+    // SAFETY: `free` can be read in either case (contract); a non-null one
+    // belongs to a live pool of the caller's, whose free-list members hold
+    // the link to the next member (`free`'s invariant).
+    unsafe {
+        let c = (*pool).free;
+        if c.is_null() {
+            return null_mut();
+        }
+        (*pool).free = (*c).next;
+        (*pool).used += 1;
+        c.cast()
+    }
+}
+
 /// Pushes chunk `addr` back onto `pool`'s free list: the one free fast path.
 /// False, and nothing changed, when the free is a detected double free (the
 /// chunk is the free list's head, or the pool has no live chunk).

@@ -103,6 +103,50 @@ const fn build_small() -> [u8; SMALL_ENTRIES] {
 
 static SMALL: [u8; SMALL_ENTRIES] = build_small();
 
+/// Entries of a thread core's direct table (`flist_core.rs`): one per
+/// 8-byte step of the sizes `0..=SMALL_MAX`, indexed by [`direct_index`].
+pub(crate) const DIRECT_ENTRIES: usize = SMALL_ENTRIES;
+
+/// Slabs that serve some size up to `SMALL_MAX` (indices `0..SMALL_SLABS`).
+pub(crate) const SMALL_SLABS: usize = build_small()[SMALL_ENTRIES - 1] as usize + 1;
+
+/// For each slab up to `SMALL_MAX`, the direct-table entries `lo..hi` whose
+/// sizes it serves (`SMALL` is non-decreasing, so they are one run).
+const fn build_direct_ranges() -> [(u8, u8); SMALL_SLABS] {
+    let small = build_small();
+    let mut t = [(0u8, 0u8); SMALL_SLABS];
+    let mut k = 0;
+    while k < SMALL_ENTRIES {
+        let idx = small[k] as usize;
+        if t[idx].1 == 0 {
+            t[idx].0 = k as u8;
+        }
+        t[idx].1 = k as u8 + 1;
+        k += 1;
+    }
+    t
+}
+
+static DIRECT_RANGES: [(u8, u8); SMALL_SLABS] = build_direct_ranges();
+
+/// The direct-table entry of a request of `size <= SMALL_MAX` bytes with
+/// alignment at most 8: `(size + 7) / 8`, below [`DIRECT_ENTRIES`].
+#[inline(always)]
+pub(crate) fn direct_index(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    (size + 7) >> 3
+}
+
+/// The direct-table entries that slab `idx` serves: `lo..hi`, empty for a
+/// slab above `SMALL_MAX`. Every entry belongs to exactly one slab.
+#[inline(always)]
+pub(crate) fn direct_range(idx: usize) -> core::ops::Range<usize> {
+    match DIRECT_RANGES.get(idx) {
+        Some(&(lo, hi)) => lo as usize..hi as usize,
+        None => 0..0,
+    }
+}
+
 /// All slab sizes, strictly increasing, from 8 B to 1 TiB (the last is
 /// exactly 1 TiB).
 ///

@@ -118,3 +118,18 @@ fn slab_index_16_is_the_aligned_lookup() {
         assert!(slab_size(idx) >= size.max(1));
     }
 }
+
+#[test]
+fn direct_ranges_cover_each_entry_once_with_its_slab() {
+    let mut owner = [usize::MAX; DIRECT_ENTRIES];
+    for idx in 0..SMALL_SLABS + 2 {
+        for k in direct_range(idx) {
+            assert_eq!(owner[k], usize::MAX, "entry {k} in two ranges");
+            owner[k] = idx;
+        }
+    }
+    for size in 0..=SMALL_MAX {
+        assert_eq!(owner[direct_index(size)], slab_index(size), "size {size}");
+    }
+    assert!(direct_range(SMALL_SLABS).is_empty());
+}
