@@ -311,19 +311,19 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
 }
 
 impl Flist {
+    /// Everything the inlined `alloc` did not serve. A thin dispatcher: the
+    /// whole-process backends are a tail call into the backend (no frame of
+    /// its own), the flist backend's work is out of line.
     #[inline(never)]
     unsafe fn alloc_slow(&self, layout: Layout) -> *mut u8 {
         let b = decided(self.fixed);
         if b != Backend::Flist as u8 {
             return whole_alloc(b, layout, false);
         }
-        if is_flist_layout(&layout) {
-            flist_alloc(layout, false)
-        } else {
-            fallback_alloc(layout, false)
-        }
+        flist_alloc_any(layout)
     }
 
+    /// As [`alloc_slow`](Flist::alloc_slow), for `dealloc`.
     #[inline(never)]
     unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
         let b = BACKEND.load(Ordering::Relaxed);
@@ -334,14 +334,35 @@ impl Flist {
             // SAFETY: under a whole-process backend every block is its own.
             return unsafe { backend::free(Backend::from_u8(b), ptr, layout) };
         }
-        let entry = segment_map::lookup(ptr as usize);
-        if entry == 0 {
-            // SAFETY: not flist memory, so a fallback block (GlobalAlloc contract).
-            unsafe { fallback_free(ptr, layout) }
-        } else {
-            // SAFETY: GlobalAlloc contract: a live block of ours.
-            unsafe { flist_free(entry, ptr) }
-        }
+        // SAFETY: the caller's GlobalAlloc contract, passed on.
+        unsafe { flist_dealloc_any(ptr, layout) }
+    }
+}
+
+/// An allocation under the flist backend: flist or fallback by layout.
+#[inline(never)]
+fn flist_alloc_any(layout: Layout) -> *mut u8 {
+    if is_flist_layout(&layout) {
+        flist_alloc(layout, false)
+    } else {
+        fallback_alloc(layout, false)
+    }
+}
+
+/// A free under the flist backend: flist chunk or fallback block, by
+/// address.
+///
+/// # Safety
+/// `ptr` is a live block of this allocator with `layout` (GlobalAlloc).
+#[inline(never)]
+unsafe fn flist_dealloc_any(ptr: *mut u8, layout: Layout) {
+    let entry = segment_map::lookup(ptr as usize);
+    if entry == 0 {
+        // SAFETY: not flist memory, so a fallback block (GlobalAlloc contract).
+        unsafe { fallback_free(ptr, layout) }
+    } else {
+        // SAFETY: GlobalAlloc contract: a live block of ours.
+        unsafe { flist_free(entry, ptr) }
     }
 }
 
