@@ -162,14 +162,16 @@ fn is_flist_layout(layout: &Layout) -> bool {
 #[inline(never)]
 fn fallback_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
     if !budget::take(layout.size()) {
-        // Over the budget: give back this thread's empty reserve, retry once.
+        // Over the budget: give back this thread's empty reserve and
+        // decommit every other heap's, then retry once.
         let core = threads::current();
-        if (core as usize) <= DETACHED {
-            return null_mut();
-        }
-        // SAFETY: this thread's live core, not otherwise borrowed here.
-        let released = thread_core::purge_reserve(unsafe { &mut *core });
-        if !released || !budget::take(layout.size()) {
+        let reclaimed = if (core as usize) > DETACHED {
+            // SAFETY: this thread's live core, not otherwise borrowed here.
+            thread_core::reclaim_everywhere(unsafe { &mut *core })
+        } else {
+            threads::decommit_reserves() > 0
+        };
+        if !reclaimed || !budget::take(layout.size()) {
             return null_mut();
         }
     }

@@ -339,14 +339,53 @@ pub(crate) fn reap_dead() -> usize {
     reaped
 }
 
+/// Decommits the reserve pools of every thread heap ever made (live or
+/// idle) whose reserve lock is free now, never waiting on a thread; returns
+/// the bytes given back to the budget. For a caller about to fail over the
+/// budget.
+pub(crate) fn decommit_reserves() -> usize {
+    let mut given = 0;
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped), published with
+        // their `next_all` link written before the Release CAS.
+        unsafe {
+            given += thread_core::decommit_reserve(c);
+            c = (*c).policy.next_all;
+        }
+    }
+    given
+}
+
+/// Takes (`lock`) or releases every core's reserve lock, for the fork
+/// handlers: a reclaim under way in another thread must not leave one held
+/// in the child.
+fn reserve_locks(lock: bool) {
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live; only the lock is touched.
+        unsafe {
+            let l = &*core::ptr::addr_of!((*c).policy.reserve_lock);
+            if lock {
+                l.lock();
+            } else {
+                l.unlock();
+            }
+            c = (*c).policy.next_all;
+        }
+    }
+}
+
 extern "C" fn fork_prepare() {
     REAP_LOCK.lock();
     IDLE.lock.lock();
     ABANDONED.lock.lock();
     super::clib::LARGE_CACHE.lock.lock();
+    reserve_locks(true);
 }
 
 extern "C" fn fork_parent() {
+    reserve_locks(false);
     super::clib::LARGE_CACHE.lock.unlock();
     ABANDONED.lock.unlock();
     IDLE.lock.unlock();
@@ -354,6 +393,7 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
+    reserve_locks(false);
     super::clib::LARGE_CACHE.lock.unlock();
     ABANDONED.lock.unlock();
     IDLE.lock.unlock();
