@@ -24,6 +24,19 @@ pub(crate) const DEFAULT_RESERVE_POOLS: usize = 512;
 /// Bytes of empty pools a thread heap keeps, by default.
 pub(crate) const DEFAULT_RESERVE_BYTES: usize = 8 << 20;
 
+/// Idle thread heaps that keep their memory (pools, reserve, segments) for
+/// the next new thread: an exiting thread's heap goes onto the idle stack
+/// warm, and a new thread takes the warm heap on top first, so thread churn
+/// does not fault pages in again. An exiting heap first hands its oldest
+/// reserve pools back until it holds at most `WARM_IDLE_BYTES`; then, while
+/// over either bound, the exiting thread abandons the oldest warm idle
+/// heap's segments (as thread exit did before warm heaps), leaving it cold
+/// on the stack. So warm idle heaps hold at most 8 MiB of pools together
+/// (what the 10,000-thread churn test's 16 MiB RSS bound leaves room for).
+pub(crate) const WARM_IDLE_HEAPS: usize = 8;
+/// Bytes of pools (empty or not) all warm idle heaps hold together, at most.
+pub(crate) const WARM_IDLE_BYTES: usize = 8 << 20;
+
 /// Every setting of the global allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Config {

@@ -714,6 +714,34 @@ impl<P: Policy> Core<P> {
         }
     }
 
+    /// Takes every empty pool (with an empty remote word) off its slab's list
+    /// and hands it to `park` (a policy's reserve, at thread exit, so the
+    /// next thread starts each slab from pools whose pages are warm).
+    pub fn unlist_empty_pools(&mut self, mut park: impl FnMut(&mut P, *mut Pool)) {
+        for i in 0..=(self.hi - self.lo) {
+            // SAFETY: the table has hi - lo + 1 entries; the pools on each
+            // list are live pools of ours; `next` is read before a pool is
+            // unlinked.
+            unsafe {
+                let st = self.slabs.add(i);
+                let mut p = (*st).avail.head();
+                while !p.is_null() {
+                    let next = List::<AvailList>::next(p);
+                    if (*p).used() == 0 && !(*p).has_remote() && !(*p).empty.is_linked() {
+                        (*st).avail.remove(p);
+                        park(&mut self.policy, p);
+                    }
+                    p = next;
+                }
+            }
+        }
+    }
+
+    /// Bytes of the live pools of this core.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap
+    }
+
     /// Collects every pool's remote frees, relinks pools that gained room,
     /// and tells the policy of pools left empty (after the walk, when
     /// releasing is safe). True when any chunk was collected.

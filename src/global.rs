@@ -460,9 +460,10 @@ unsafe impl GlobalAlloc for Flist {
 }
 
 /// Hands the calling thread's empty pools back to the OS at once, adopting
-/// and trimming abandoned segments too, and reclaiming the cores of threads
-/// that exited without detaching them; returns the bytes of pools given
-/// back.
+/// and trimming abandoned segments too (among them those of the warm idle
+/// heaps that exited threads left, which are abandoned first), and
+/// reclaiming the cores of threads that exited without detaching them;
+/// returns the bytes of pools given back.
 ///
 /// ```
 /// let _given_back: usize = flistalloc::trim();
@@ -472,6 +473,7 @@ pub fn trim() -> usize {
         return 0;
     }
     threads::reap_dead();
+    threads::cool_idle();
     let core = threads::attach();
     if core.is_null() {
         return 0;

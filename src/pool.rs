@@ -297,6 +297,12 @@ impl Pool {
         self.pages * PAGE
     }
 
+    /// Whether every chunk was handed out at some point since the pool was
+    /// (re)initialised (no fresh tail left), so all its pages were touched.
+    pub fn all_carved(&self) -> bool {
+        self.fresh >= self.end
+    }
+
     /// Whether a chunk can be taken without collecting remote frees: a free
     /// chunk or a never-used one.
     pub fn has_room(&self) -> bool {

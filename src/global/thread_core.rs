@@ -1,8 +1,10 @@
 //! A thread's core: the flist core with the thread policy. Beyond an
 //! `Arena`'s core it counts against the process budget, keeps a bounded
 //! reserve of empty pools (then hands the oldest back to the OS), collects
-//! chunks other threads freed, and adopts abandoned segments; at thread exit
-//! it abandons its segments ([`abandon`]).
+//! chunks other threads freed, and adopts abandoned segments. At thread exit
+//! it keeps its memory for the next thread ([`retire`]) unless the warm idle
+//! heaps are over their bounds (`threads.rs`), when the oldest warm one
+//! abandons its segments ([`abandon`]).
 
 use super::abandoned::SpinLock;
 use super::{abandoned, budget, threads};
@@ -58,6 +60,11 @@ pub(crate) struct ThreadPolicy {
     reserve_bytes: usize,
     /// Link in the stack of idle thread cores (`threads.rs`).
     pub(crate) idle: Link<ThreadCore>,
+    /// Whether this idle core still holds its pools and segments (a warm
+    /// idle heap, `threads.rs`), and the bytes of pools it held when it
+    /// went idle. Read and written under the idle stack's lock.
+    pub(crate) warm: bool,
+    pub(crate) warm_bytes: usize,
     /// A robust mutex the thread using this core holds from attach to its
     /// exit (see `threads::reap_dead`). Initialised before first use.
     pub(crate) owner_lock: libc::pthread_mutex_t,
@@ -93,6 +100,8 @@ impl ThreadPolicy {
             reserve_pools,
             reserve_bytes,
             idle: Link::NEW,
+            warm: false,
+            warm_bytes: 0,
             owner_lock: libc::PTHREAD_MUTEX_INITIALIZER,
             attached: false,
             next_all: null_mut(),
@@ -246,7 +255,8 @@ impl Policy for ThreadPolicy {
         reclaim_everywhere(core)
     }
 
-    /// Among the 64 newest reserve pools: the newest of slab `idx`, else the
+    /// Over the reserve, newest first: the newest pool of slab `idx` whose
+    /// pages were all touched, else the newest of slab `idx`, else the
     /// newest of another slab of `chunk..=max_bytes` bytes, else the
     /// smallest larger one (its pages are held anyway; warm pages before new
     /// ones); a decommitted one only if its bytes can be claimed again.
@@ -263,15 +273,21 @@ impl Policy for ThreadPolicy {
                 let (mut same, mut small, mut big): (*mut Pool, *mut Pool, *mut Pool) =
                     (null_mut(), null_mut(), null_mut());
                 let mut p = r.pools.tail();
-                let mut looked = 0;
-                while !p.is_null() && looked < 64 {
+                while !p.is_null() {
                     let bytes = (*p).bytes();
                     if !(*p).has_remote() && bytes >= chunk {
                         if (*p).slab() == idx {
-                            same = p;
-                            break;
-                        }
-                        if bytes <= max_bytes {
+                            // Warm all through (every chunk was handed out)
+                            // first: the next thread repeats the last one's
+                            // pattern.
+                            if (*p).all_carved() && !(*p).is_decommitted() {
+                                same = p;
+                                break;
+                            }
+                            if same.is_null() {
+                                same = p;
+                            }
+                        } else if bytes <= max_bytes {
                             if small.is_null() {
                                 small = p;
                             }
@@ -279,7 +295,6 @@ impl Policy for ThreadPolicy {
                             big = p;
                         }
                     }
-                    looked += 1;
                     p = List::<EmptyQueue>::prev(p);
                 }
                 let best = [same, small, big]
@@ -369,6 +384,41 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
     // SAFETY: contract: the segment is ours alone, on no list.
     let pools = unsafe { core.adopt_segment(seg) };
     stats::POOLS_ABANDONED.fetch_sub(pools as isize, Ordering::Relaxed);
+}
+
+/// At thread exit: collects the chunks other threads freed, moves every
+/// empty pool onto the reserve, hands the oldest reserve pools back until
+/// the core holds at most `max_bytes` of pools (or the reserve is empty),
+/// and keeps everything else (pools, reserve, segments) for the next thread
+/// that takes the core.
+pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
+    core.invariant();
+    if core.policy.remote_flag.take() {
+        core.collect_remote_frees();
+    }
+    // Every empty pool onto the reserve, where the next thread's new pools
+    // look for the warmest first (the last empty pool of a slab kept on its
+    // list may have a fresh, never-touched tail); then the bounds again.
+    core.unlist_empty_pools(|policy, p| {
+        policy.with_reserve(|r| {
+            // SAFETY: a live, empty pool of ours just taken off its slab's
+            // list, not on the reserve.
+            unsafe {
+                r.pools.push_back(p);
+                r.bytes += (*p).bytes();
+                stats::RESERVE_BYTES.fetch_add((*p).bytes() as isize, Ordering::Relaxed);
+            }
+        })
+    });
+    loop {
+        let p = core.policy.pop_oldest(core.heap_bytes() > max_bytes);
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: a live pool of ours with no live chunk, just taken off
+        // the reserve.
+        unsafe { let_go(core, p) };
+    }
 }
 
 /// Gives up `core`'s memory: collects remote frees, returns the reserve,
