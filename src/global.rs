@@ -140,7 +140,11 @@ fn decide(fixed: Option<Backend>) -> u8 {
             budget::set_limit(limit);
             COUNT_ALL.store(true, Ordering::Relaxed);
         }
-        threads::init(config.reserve_pools, config.reserve_bytes);
+        threads::init(
+            config.reserve_pools,
+            config.reserve_bytes,
+            config.purge_delay_ms,
+        );
         BACKEND.store(config.backend as u8, Ordering::Release);
         INIT.store(2, Ordering::Release);
     } else {
@@ -161,6 +165,7 @@ fn is_flist_layout(layout: &Layout) -> bool {
 /// Allocates from the fallback, counted in the budget.
 #[inline(never)]
 fn fallback_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
+    threads::purge_expired();
     if !budget::take(layout.size()) {
         // Over the budget: give back this thread's empty reserve and
         // decommit every other heap's, then retry once.

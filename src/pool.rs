@@ -141,6 +141,10 @@ pub(crate) struct Pool {
     /// for every pool off a reserve except between the owner taking it off
     /// and releasing it (`Core::release_pool` then gives back no budget).
     decommitted: AtomicBool,
+    /// When the pool went onto a reserve, in milliseconds of
+    /// `CLOCK_MONOTONIC_COARSE` (wrapping); written and read under that
+    /// reserve's lock, meaningless off a reserve.
+    pub(crate) emptied_ms: u32,
     /// Link in its slab's list of pools with room (linked iff the pool is
     /// on that list).
     pub(crate) avail: Link<Pool>,
@@ -200,6 +204,7 @@ impl Pool {
             live: false,
             zeroed: false,
             decommitted: AtomicBool::new(false),
+            emptied_ms: 0,
             avail: Link::NEW,
             empty: Link::NEW,
             remote: AtomicPtr::new(null_mut()),

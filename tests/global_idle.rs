@@ -52,7 +52,12 @@ fn next_thread_inherits_a_warm_heap() {
         eprintln!("{DONE}");
         return;
     }
-    let out = child_ok("next_thread_inherits_a_warm_heap", &[]);
+    // An hour's purge delay: the warm reserve must not be decommitted by
+    // time if the machine stalls between the two threads.
+    let out = child_ok(
+        "next_thread_inherits_a_warm_heap",
+        &[("FLISTALLOC_PURGE_DELAY", "3600000")],
+    );
     for line in out.lines().filter(|l| l.starts_with("minor faults")) {
         eprintln!("child: {line}");
     }

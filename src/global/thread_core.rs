@@ -208,7 +208,10 @@ impl Policy for ThreadPolicy {
             if !core.take_off_slab(pool) {
                 return;
             }
+            threads::purge_expired();
+            let now = threads::now_ms();
             core.policy.with_reserve(|r| {
+                (*pool).emptied_ms = now;
                 r.pools.push_back(pool);
                 r.bytes += (*pool).bytes();
             });
@@ -348,6 +351,26 @@ pub(crate) fn purge_reserve(core: &mut ThreadCore) -> bool {
 /// # Safety
 /// `core` is a live thread core (cores are never unmapped).
 pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
+    // SAFETY: contract.
+    unsafe { decommit_older(core, 0, 0) }
+}
+
+/// [`decommit_reserve`] for the pools that went onto the reserve at least
+/// `delay` milliseconds before `now` (the purge by time).
+///
+/// # Safety
+/// `core` is a live thread core (cores are never unmapped).
+pub(crate) unsafe fn decommit_expired(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
+    // SAFETY: contract.
+    unsafe { decommit_older(core, now, delay) }
+}
+
+/// Decommits reserve pools of `core` that emptied at least `delay` ms
+/// before `now` (all of them when both are 0).
+///
+/// # Safety
+/// `core` is a live thread core.
+unsafe fn decommit_older(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
     // SAFETY: `core` is live (contract); only the lock and, while we hold
     // it, the reserve are touched, through raw pointers (the owner may hold
     // `&mut` to the rest). Members are live pools with no live chunk whose
@@ -362,7 +385,10 @@ pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
         let mut given = 0;
         let mut p = r.pools.head();
         while !p.is_null() {
-            if !(*p).is_decommitted() && !(*p).has_remote() {
+            if !(*p).is_decommitted()
+                && !(*p).has_remote()
+                && now.wrapping_sub((*p).emptied_ms) >= delay
+            {
                 let bytes = (*p).bytes();
                 os::decommit(NonNull::new_unchecked((*p).start()), bytes);
                 (*p).set_decommitted(true);
@@ -399,11 +425,13 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
     // Every empty pool onto the reserve, where the next thread's new pools
     // look for the warmest first (the last empty pool of a slab kept on its
     // list may have a fresh, never-touched tail); then the bounds again.
+    let now = threads::now_ms();
     core.unlist_empty_pools(|policy, p| {
         policy.with_reserve(|r| {
             // SAFETY: a live, empty pool of ours just taken off its slab's
             // list, not on the reserve.
             unsafe {
+                (*p).emptied_ms = now;
                 r.pools.push_back(p);
                 r.bytes += (*p).bytes();
                 stats::RESERVE_BYTES.fetch_add((*p).bytes() as isize, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use crate::stats;
 #[cfg(not(feature = "c-library"))]
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// `current()` value for "this thread's core was detached" (thread exit has
 /// run): later allocations go to the fallback, frees are routed by address.
@@ -130,6 +130,55 @@ static ALL: AtomicPtr<ThreadCore> = AtomicPtr::new(null_mut());
 static RESERVE_POOLS: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESERVE_POOLS);
 static RESERVE_BYTES: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESERVE_BYTES);
 
+/// `FLISTALLOC_PURGE_DELAY`, in milliseconds (set once from the
+/// configuration).
+static PURGE_DELAY_MS: AtomicU32 = AtomicU32::new(crate::config::DEFAULT_PURGE_DELAY_MS);
+/// When a slow path last walked the heaps for expired reserve pools, in
+/// milliseconds of `CLOCK_MONOTONIC_COARSE` (wrapping): the rate limit.
+static LAST_PURGE_MS: AtomicU32 = AtomicU32::new(0);
+
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE` (a vDSO read, no system call),
+/// wrapping at 2^32 (about 49 days; only differences are used).
+pub(crate) fn now_ms() -> u32 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass, nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32
+}
+
+/// Decommits the reserve pools that have stayed empty for longer than
+/// `FLISTALLOC_PURGE_DELAY`, in every heap (live or idle) whose reserve lock
+/// is free now: called from slow paths (a pool emptying, a fallback
+/// allocation), at most once per quarter of the delay process-wide. A
+/// thread that stops allocating has its reserve purged this way by other
+/// threads' slow paths; if no thread reaches a slow path, nothing runs and
+/// the reserves stay (within their count and byte bounds).
+pub(crate) fn purge_expired() {
+    let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
+    let now = now_ms();
+    let last = LAST_PURGE_MS.load(Ordering::Relaxed);
+    if now.wrapping_sub(last) < delay / 4
+        || (delay > 0
+            && LAST_PURGE_MS
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err())
+    {
+        return;
+    }
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped), published with
+        // their `next_all` link written before the Release CAS.
+        unsafe {
+            thread_core::decommit_expired(c, now, delay);
+            c = (*c).policy.next_all;
+        }
+    }
+}
+
 /// This thread's core: null, `DETACHED`, or a live core only this thread uses.
 #[inline(always)]
 pub(crate) fn current() -> *mut ThreadCore {
@@ -162,7 +211,8 @@ pub(crate) fn register_current() {
 
 /// Creates the thread-exit key and registers the fork handlers; sets the
 /// reserve bounds of new cores. Called once, when the configuration is read.
-pub(crate) fn init(reserve_pools: usize, reserve_bytes: usize) {
+pub(crate) fn init(reserve_pools: usize, reserve_bytes: usize, purge_delay_ms: u32) {
+    PURGE_DELAY_MS.store(purge_delay_ms, Ordering::Relaxed);
     RESERVE_POOLS.store(reserve_pools, Ordering::Relaxed);
     RESERVE_BYTES.store(reserve_bytes, Ordering::Relaxed);
     // SAFETY: plain libc calls; the key destructor and fork handlers are
