@@ -159,6 +159,11 @@ pub(crate) struct Core<P: Policy> {
     pub(crate) policy: P,
 }
 
+/// The largest last empty pool a slab keeps on its list
+/// ([`Core::take_off_slab`]): those pools are outside a policy's reserve
+/// bounds, so only small ones stay (a slab's first three pools).
+pub(crate) const KEEP_EMPTY_MAX_BYTES: usize = 16 * PAGE;
+
 /// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
 pub(crate) const NO_HOT_SEGMENT: usize = usize::MAX;
 
@@ -685,9 +690,10 @@ impl<P: Policy> Core<P> {
 
     /// For a policy's reserve: takes the empty pool `pool` off its slab's
     /// list of pools with room and returns true, unless no other pool on
-    /// that list has room (among the first few looked at), when it stays
-    /// there (false): a slab keeps its last empty pool, so one block
-    /// allocated and freed over and over does not cycle a pool.
+    /// that list has room (among the first few looked at) and it is at most
+    /// [`KEEP_EMPTY_MAX_BYTES`], when it stays there (false): a slab keeps
+    /// its last small empty pool, so one block allocated and freed over and
+    /// over does not cycle a pool.
     ///
     /// # Safety
     /// `pool` is a live pool of ours, empty, on its slab's list.
@@ -706,7 +712,9 @@ impl<P: Policy> Core<P> {
                 looked += 1;
                 p = List::<AvailList>::next(p);
             }
-            if !other_with_room && (p.is_null() || looked < 8) {
+            // Only a small pool stays: the kept pools are outside the
+            // reserve's bounds, one per slab.
+            if !other_with_room && p.is_null() && (*pool).bytes() <= KEEP_EMPTY_MAX_BYTES {
                 return false;
             }
             (*st).avail.remove(pool);

@@ -259,7 +259,8 @@ impl Policy for ThreadPolicy {
     }
 
     /// Over the reserve, newest first: the newest pool of slab `idx` whose
-    /// pages were all touched, else the newest of slab `idx`, else the
+    /// pages were all touched (looked for among the 64 newest once one of
+    /// slab `idx` is found), else the newest of slab `idx`, else the
     /// newest of another slab of `chunk..=max_bytes` bytes, else the
     /// smallest larger one (its pages are held anyway; warm pages before new
     /// ones); a decommitted one only if its bytes can be claimed again.
@@ -276,13 +277,16 @@ impl Policy for ThreadPolicy {
                 let (mut same, mut small, mut big): (*mut Pool, *mut Pool, *mut Pool) =
                     (null_mut(), null_mut(), null_mut());
                 let mut p = r.pools.tail();
+                let mut looked = 0;
                 while !p.is_null() {
                     let bytes = (*p).bytes();
                     if !(*p).has_remote() && bytes >= chunk {
                         if (*p).slab() == idx {
                             // Warm all through (every chunk was handed out)
                             // first: the next thread repeats the last one's
-                            // pattern.
+                            // pattern. Looked for among the 64 newest only
+                            // once one of the slab is found, so a slab that
+                            // cycles a pool does not walk the whole reserve.
                             if (*p).all_carved() && !(*p).is_decommitted() {
                                 same = p;
                                 break;
@@ -294,10 +298,16 @@ impl Policy for ThreadPolicy {
                             if small.is_null() {
                                 small = p;
                             }
-                        } else if big.is_null() || bytes < (*big).bytes() {
+                        } else if bytes <= 2 * max_bytes
+                            && (big.is_null() || bytes < (*big).bytes())
+                        {
                             big = p;
                         }
                     }
+                    if !same.is_null() && looked >= 64 {
+                        break;
+                    }
+                    looked += 1;
                     p = List::<EmptyQueue>::prev(p);
                 }
                 let best = [same, small, big]
@@ -413,7 +423,8 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
 }
 
 /// At thread exit: collects the chunks other threads freed, moves every
-/// empty pool onto the reserve, hands the oldest reserve pools back until
+/// empty pool onto the reserve (those whose pages were all touched newest),
+/// hands the oldest reserve pools back until
 /// the core holds at most `max_bytes` of pools (or the reserve is empty),
 /// and keeps everything else (pools, reserve, segments) for the next thread
 /// that takes the core.
@@ -437,6 +448,24 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
                 stats::RESERVE_BYTES.fetch_add((*p).bytes() as isize, Ordering::Relaxed);
             }
         })
+    });
+    // Pools whose every chunk was handed out (all pages warm) go newest,
+    // where the next thread's reuse looks first, and leave last.
+    core.policy.with_reserve(|r| {
+        let mut p = r.pools.head();
+        for _ in 0..r.pools.len() {
+            // SAFETY: members are live pools of ours on this list; `next`
+            // is read before `p` moves, and moved pools land after the
+            // members not visited yet, so each is visited once.
+            unsafe {
+                let next = List::<EmptyQueue>::next(p);
+                if (*p).all_carved() {
+                    r.pools.remove(p);
+                    r.pools.push_back(p);
+                }
+                p = next;
+            }
+        }
     });
     loop {
         let p = core.policy.pop_oldest(core.heap_bytes() > max_bytes);
