@@ -8,6 +8,7 @@
 //! | `FLISTALLOC_CAPACITY` | process budget in bytes (K/M/G/T suffixes), at most 1 TiB | 1 TiB, uncounted |
 //! | `FLISTALLOC_RESERVE_POOLS` | empty pools a thread keeps for reuse | 512 |
 //! | `FLISTALLOC_RESERVE_BYTES` | bytes of empty pools a thread keeps (suffixes) | 8 MiB |
+//! | `FLISTALLOC_PURGE_DELAY` | milliseconds a reserve pool stays warm before slow paths decommit it, at most 3600000 (0: at once) | 250 |
 //!
 //! A bad value prints one line on stderr naming it and the valid values, and
 //! the default is used.
@@ -23,6 +24,25 @@ use crate::size_class::MAX_ARENA_SIZE;
 pub(crate) const DEFAULT_RESERVE_POOLS: usize = 512;
 /// Bytes of empty pools a thread heap keeps, by default.
 pub(crate) const DEFAULT_RESERVE_BYTES: usize = 8 << 20;
+/// Milliseconds a reserve pool stays warm before a slow path (of any
+/// thread) decommits it, by default: about what mimalloc's `purge_delay`
+/// and jemalloc's decay use, so an idle server shrinks within a second.
+pub(crate) const DEFAULT_PURGE_DELAY_MS: u32 = 250;
+/// The largest purge delay accepted: one hour.
+const MAX_PURGE_DELAY_MS: usize = 3_600_000;
+
+/// Idle thread heaps that keep their memory (pools, reserve, segments) for
+/// the next new thread: an exiting thread's heap goes onto the idle stack
+/// warm, and a new thread takes the warm heap on top first, so thread churn
+/// does not fault pages in again. An exiting heap first hands its oldest
+/// reserve pools back until it holds at most `WARM_IDLE_BYTES`; then, while
+/// over either bound, the exiting thread abandons the oldest warm idle
+/// heap's segments (as thread exit did before warm heaps), leaving it cold
+/// on the stack. So warm idle heaps hold at most 8 MiB of pools together
+/// (what the 10,000-thread churn test's 16 MiB RSS bound leaves room for).
+pub(crate) const WARM_IDLE_HEAPS: usize = 8;
+/// Bytes of pools (empty or not) all warm idle heaps hold together, at most.
+pub(crate) const WARM_IDLE_BYTES: usize = 8 << 20;
 
 /// Every setting of the global allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +55,8 @@ pub(crate) struct Config {
     pub reserve_pools: usize,
     /// Bytes of empty pools one thread heap keeps for reuse.
     pub reserve_bytes: usize,
+    /// Milliseconds a reserve pool stays warm before slow paths decommit it.
+    pub purge_delay_ms: u32,
 }
 
 impl Config {
@@ -46,6 +68,7 @@ impl Config {
             capacity: None,
             reserve_pools: DEFAULT_RESERVE_POOLS,
             reserve_bytes: DEFAULT_RESERVE_BYTES,
+            purge_delay_ms: DEFAULT_PURGE_DELAY_MS,
         }
     }
 
@@ -84,6 +107,15 @@ impl Config {
                 b" (expected bytes with an optional K/M/G/T suffix, at most 1T); using the default, 8M",
             )
             .unwrap_or(DEFAULT_RESERVE_BYTES);
+        }
+        if let Some(v) = env(c"FLISTALLOC_PURGE_DELAY") {
+            c.purge_delay_ms = parse_or_warn(
+                b"FLISTALLOC_PURGE_DELAY=",
+                v,
+                parse_decimal(v).filter(|&n| n <= MAX_PURGE_DELAY_MS),
+                b" (expected milliseconds, 0 to 3600000); using the default, 250",
+            )
+            .map_or(DEFAULT_PURGE_DELAY_MS, |n| n as u32);
         }
         c
     }
@@ -128,6 +160,16 @@ fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
             Some(core::ffi::CStr::from_ptr(v).to_bytes())
         }
     }
+}
+
+/// Parses plain decimal digits (no suffix); `None` if malformed or too large.
+fn parse_decimal(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0usize, |n, d| {
+        n.checked_mul(10)?.checked_add((d - b'0') as usize)
+    })
 }
 
 /// Parses a capacity: decimal bytes with an optional K/M/G/T suffix (powers

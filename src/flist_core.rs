@@ -95,6 +95,26 @@ pub(crate) trait Policy: Sized {
         let _ = core;
         false
     }
+
+    /// Before a new pool of slab `idx` (`chunk` bytes) is mapped: an empty
+    /// pool the policy holds off every slab list, to reuse instead (warm
+    /// pages before new ones). The policy prefers a pool of slab `idx`, else
+    /// one of another slab of `chunk..=max_bytes` bytes (the size a new
+    /// pool would have), else a larger one. The
+    /// flag says the pool's pages were decommitted (they read as zero; the
+    /// policy has claimed its bytes again).
+    ///
+    /// The returned pool is a live pool of `core`, empty, on no list, with
+    /// nothing on its remote list.
+    fn reuse(
+        core: &mut Core<Self>,
+        idx: usize,
+        chunk: usize,
+        max_bytes: usize,
+    ) -> Option<(*mut Pool, bool)> {
+        let _ = (core, idx, chunk, max_bytes);
+        None
+    }
 }
 
 /// Per-slab state.
@@ -159,6 +179,11 @@ const _: () = assert!(core::mem::align_of::<Pool>() <= core::mem::align_of::<usi
 fn empty_pool() -> *mut Pool {
     EMPTY_POOL.as_ptr().cast_mut().cast()
 }
+
+/// The largest last empty pool a slab keeps on its list
+/// ([`Core::take_off_slab`]): those pools are outside a policy's reserve
+/// bounds, so only small ones stay (a slab's first three pools).
+pub(crate) const KEEP_EMPTY_MAX_BYTES: usize = 16 * PAGE;
 
 /// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
 pub(crate) const NO_HOT_SEGMENT: usize = usize::MAX;
@@ -461,6 +486,22 @@ impl<P: Policy> Core<P> {
         let chunk = size_class::slab_size(idx);
         // SAFETY: idx is in range (the callers' contract).
         let held = unsafe { (*self.slab(idx)).pools };
+        let wanted = pool::pool_bytes(chunk, held, usize::MAX);
+        if let Some((p, decommitted)) = P::reuse(self, idx, chunk, wanted) {
+            // SAFETY: the policy returns a live, empty pool of ours on no
+            // list with an empty remote list (`reuse`'s contract); both
+            // slabs are in range (the pool's was cut from this table).
+            unsafe {
+                let from = (*p).slab();
+                if from != idx || decommitted {
+                    // A decommitted pool's free list lived in its pages.
+                    (*p).reinit(chunk, idx, decommitted);
+                    (*self.slab(from)).pools -= 1;
+                    (*self.slab(idx)).pools += 1;
+                }
+            }
+            return Ok(p);
+        }
         let bytes = pool::pool_bytes(chunk, held, self.policy.room(self.heap));
         if bytes == 0 || !self.policy.claim(bytes) {
             return Err(Error::OutOfCapacity {
@@ -730,7 +771,7 @@ impl<P: Policy> Core<P> {
     }
 
     /// Puts a pool back on its slab's list of pools with room, if it has
-    /// room and is not there.
+    /// room and is not there (nor on the policy's reserve).
     ///
     /// # Safety
     /// `pool` is a live pool of this core.
@@ -739,10 +780,72 @@ impl<P: Policy> Core<P> {
         // is in lo..=hi (it was allocated from this core's table) and its
         // `avail` link is ours to set.
         unsafe {
-            if !(*pool).avail.is_linked() && (*pool).has_room() {
+            if !(*pool).avail.is_linked() && !(*pool).empty.is_linked() && (*pool).has_room() {
                 self.avail_push_front(pool);
             }
         }
+    }
+
+    /// For a policy's reserve: takes the empty pool `pool` off its slab's
+    /// list of pools with room and returns true, unless no other pool on
+    /// that list has room (among the first few looked at) and it is at most
+    /// [`KEEP_EMPTY_MAX_BYTES`], when it stays there (false): a slab keeps
+    /// its last small empty pool, so one block allocated and freed over and
+    /// over does not cycle a pool.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of ours, empty, on its slab's list.
+    pub unsafe fn take_off_slab(&mut self, pool: *mut Pool) -> bool {
+        // SAFETY: contract; the list holds live pools of ours.
+        unsafe {
+            let st = self.slab((*pool).slab());
+            let mut other_with_room = false;
+            let mut p = (*st).avail.head();
+            let mut looked = 0;
+            while !p.is_null() && looked < 8 {
+                if p != pool && (*p).has_room() {
+                    other_with_room = true;
+                    break;
+                }
+                looked += 1;
+                p = List::<AvailList>::next(p);
+            }
+            // Only a small pool stays: the kept pools are outside the
+            // reserve's bounds, one per slab.
+            if !other_with_room && p.is_null() && (*pool).bytes() <= KEEP_EMPTY_MAX_BYTES {
+                return false;
+            }
+            self.avail_remove(pool);
+            true
+        }
+    }
+
+    /// Takes every empty pool (with an empty remote word) off its slab's list
+    /// and hands it to `park` (a policy's reserve, at thread exit, so the
+    /// next thread starts each slab from pools whose pages are warm).
+    pub fn unlist_empty_pools(&mut self, mut park: impl FnMut(&mut P, *mut Pool)) {
+        for i in 0..=(self.hi - self.lo) {
+            // SAFETY: the table has hi - lo + 1 entries; the pools on each
+            // list are live pools of ours; `next` is read before a pool is
+            // unlinked.
+            unsafe {
+                let st = self.slabs.add(i);
+                let mut p = (*st).avail.head();
+                while !p.is_null() {
+                    let next = List::<AvailList>::next(p);
+                    if (*p).used() == 0 && !(*p).has_remote() && !(*p).empty.is_linked() {
+                        self.avail_remove(p);
+                        park(&mut self.policy, p);
+                    }
+                    p = next;
+                }
+            }
+        }
+    }
+
+    /// Bytes of the live pools of this core.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap
     }
 
     /// Collects every pool's remote frees, relinks pools that gained room,
@@ -909,7 +1012,10 @@ impl<P: Policy> Core<P> {
             let bytes = (*p).bytes();
             self.heap -= bytes;
             self.policy.count(-(bytes as isize), -1, 0);
-            self.policy.unclaim(bytes);
+            // A pool decommitted on a reserve gave its bytes back then.
+            if !(*p).is_decommitted() {
+                self.policy.unclaim(bytes);
+            }
             (*seg).release_pool(slot);
         }
     }
@@ -1007,7 +1113,9 @@ impl<P: Policy> Core<P> {
                         self.heap -= bytes;
                         if (*p).used() == 0 {
                             self.policy.count(-(bytes as isize), -1, 0);
-                            self.policy.unclaim(bytes);
+                            if !(*p).is_decommitted() {
+                                self.policy.unclaim(bytes);
+                            }
                             (*seg).release_pool(slot);
                         }
                     }

@@ -140,7 +140,11 @@ fn decide(fixed: Option<Backend>) -> u8 {
             budget::set_limit(limit);
             COUNT_ALL.store(true, Ordering::Relaxed);
         }
-        threads::init(config.reserve_pools, config.reserve_bytes);
+        threads::init(
+            config.reserve_pools,
+            config.reserve_bytes,
+            config.purge_delay_ms,
+        );
         BACKEND.store(config.backend as u8, Ordering::Release);
         INIT.store(2, Ordering::Release);
     } else {
@@ -161,15 +165,18 @@ fn is_flist_layout(layout: &Layout) -> bool {
 /// Allocates from the fallback, counted in the budget.
 #[inline(never)]
 fn fallback_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
+    threads::purge_expired();
     if !budget::take(layout.size()) {
-        // Over the budget: give back this thread's empty reserve, retry once.
+        // Over the budget: give back this thread's empty reserve and
+        // decommit every other heap's, then retry once.
         let core = threads::current();
-        if (core as usize) <= DETACHED {
-            return null_mut();
-        }
-        // SAFETY: this thread's live core, not otherwise borrowed here.
-        let released = thread_core::purge_reserve(unsafe { &mut *core });
-        if !released || !budget::take(layout.size()) {
+        let reclaimed = if (core as usize) > DETACHED {
+            // SAFETY: this thread's live core, not otherwise borrowed here.
+            thread_core::reclaim_everywhere(unsafe { &mut *core })
+        } else {
+            threads::decommit_reserves() > 0
+        };
+        if !reclaimed || !budget::take(layout.size()) {
             return null_mut();
         }
     }
@@ -497,9 +504,10 @@ unsafe impl GlobalAlloc for Flist {
 }
 
 /// Hands the calling thread's empty pools back to the OS at once, adopting
-/// and trimming abandoned segments too, and reclaiming the cores of threads
-/// that exited without detaching them; returns the bytes of pools given
-/// back.
+/// and trimming abandoned segments too (among them those of the warm idle
+/// heaps that exited threads left, which are abandoned first), and
+/// reclaiming the cores of threads that exited without detaching them;
+/// returns the bytes of pools given back.
 ///
 /// ```
 /// let _given_back: usize = flistalloc::trim();
@@ -509,6 +517,7 @@ pub fn trim() -> usize {
         return 0;
     }
     threads::reap_dead();
+    threads::cool_idle();
     let core = threads::attach();
     if core.is_null() {
         return 0;

@@ -98,6 +98,11 @@ impl<A: Adapter> List<A> {
         self.head
     }
 
+    /// The last node, or null.
+    pub(crate) fn tail(&self) -> *mut A::Node {
+        self.tail
+    }
+
     /// How many nodes are on the list.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -117,6 +122,20 @@ impl<A: Adapter> List<A> {
     pub(crate) unsafe fn next(node: *mut A::Node) -> *mut A::Node {
         // SAFETY: `node` is live (contract), so its link field can be read.
         unsafe { (*A::link(node)).next }
+    }
+
+    /// The node before `node` on this list, or null.
+    ///
+    /// # Safety
+    /// `node` is live and on this list.
+    pub(crate) unsafe fn prev(node: *mut A::Node) -> *mut A::Node {
+        // SAFETY: `node` is live (contract), so its link field can be read.
+        let prev = unsafe { (*A::link(node)).prev };
+        if prev == first() {
+            null_mut()
+        } else {
+            prev
+        }
     }
 
     /// Puts `node` first.

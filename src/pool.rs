@@ -111,8 +111,8 @@ pub(crate) struct Pool {
     /// Chunks the pool holds: `(end - start) / chunk_size`.
     capacity: u32,
     /// Next never-handed-out chunk. Invariant: `start <= fresh <= end`, on a
-    /// chunk boundary; `fresh..end` was never written since the pages were
-    /// mapped or decommitted, so it reads as zero.
+    /// chunk boundary; `fresh..end` was never handed out since the pool was
+    /// (re)initialised, and reads as zero when `zeroed` is set.
     fresh: *mut u8,
     /// End of the last whole chunk.
     end: *mut u8,
@@ -129,6 +129,22 @@ pub(crate) struct Pool {
     pages: usize,
     /// Whether this header slot describes a live pool (all-zero: a free slot).
     live: bool,
+    /// Whether `fresh..end` reads as zero. True for a pool whose pages were
+    /// mapped or decommitted since it was (re)initialised; false for a pool
+    /// re-cut from warm pages of another slab (`reinit`), whose fresh tail
+    /// holds old data. A fresh chunk is reported zero only when this is set.
+    zeroed: bool,
+    /// Whether the pool's pages were decommitted while it sat, empty, on a
+    /// thread heap's reserve (its bytes are then not counted in the budget).
+    /// Written only under that heap's reserve lock while the pool is on the
+    /// reserve (by any thread), or by the owner when it is on none; false
+    /// for every pool off a reserve except between the owner taking it off
+    /// and releasing it (`Core::release_pool` then gives back no budget).
+    decommitted: AtomicBool,
+    /// When the pool went onto a reserve, in milliseconds of
+    /// `CLOCK_MONOTONIC_COARSE` (wrapping); written and read under that
+    /// reserve's lock, meaningless off a reserve.
+    pub(crate) emptied_ms: u32,
     /// Link in its slab's list of pools with room (linked iff the pool is
     /// on that list).
     pub(crate) avail: Link<Pool>,
@@ -186,6 +202,9 @@ impl Pool {
             first_page: 0,
             pages: 0,
             live: false,
+            zeroed: false,
+            decommitted: AtomicBool::new(false),
+            emptied_ms: 0,
             avail: Link::NEW,
             empty: Link::NEW,
             remote: AtomicPtr::new(null_mut()),
@@ -209,8 +228,34 @@ impl Pool {
             first_page: page,
             pages: bytes / PAGE,
             live: true,
+            zeroed: true,
             ..Pool::empty()
         };
+    }
+
+    /// Re-cuts this live pool, empty and on no list, into chunks of `chunk`
+    /// bytes of slab `slab` over the same pages: every chunk fresh again.
+    /// `zeroed` says whether the pages read as zero (they were decommitted)
+    /// or hold old data (warm pages).
+    pub fn reinit(&mut self, chunk: usize, slab: usize, zeroed: bool) {
+        debug_assert!(self.live && self.used == 0 && !self.has_remote());
+        debug_assert!(!self.avail.is_linked() && !self.empty.is_linked());
+        let (start, bytes, page) = (self.start, self.bytes(), self.first_page);
+        self.init(start, bytes, chunk, slab, page);
+        self.zeroed = zeroed;
+    }
+
+    /// Whether the pool's pages were decommitted on a reserve (see the
+    /// field; the caller holds the reserve lock or owns a pool on no
+    /// reserve).
+    pub fn is_decommitted(&self) -> bool {
+        self.decommitted.load(Ordering::Relaxed)
+    }
+
+    /// Sets or clears [`is_decommitted`](Pool::is_decommitted) (under the
+    /// same rule as the field).
+    pub fn set_decommitted(&self, value: bool) {
+        self.decommitted.store(value, Ordering::Relaxed);
     }
 
     /// Whether this slot describes a live pool.
@@ -257,6 +302,12 @@ impl Pool {
         self.pages * PAGE
     }
 
+    /// Whether every chunk was handed out at some point since the pool was
+    /// (re)initialised (no fresh tail left), so all its pages were touched.
+    pub fn all_carved(&self) -> bool {
+        self.fresh >= self.end
+    }
+
     /// Whether a chunk can be taken without collecting remote frees: a free
     /// chunk or a never-used one.
     pub fn has_room(&self) -> bool {
@@ -292,7 +343,8 @@ impl Pool {
     }
 
     /// Takes a chunk from the free list or, failing that, from the fresh
-    /// tail; the flag is true for a fresh chunk (zero memory). `None` when
+    /// tail; the flag is true for a fresh chunk of a `zeroed` pool (zero
+    /// memory). `None` when
     /// the pool is full.
     #[inline(always)]
     pub fn take(&mut self) -> Option<(NonNull<u8>, bool)> {
@@ -305,7 +357,7 @@ impl Pool {
             // Stays within `end` (fresh < end, both on chunk boundaries).
             self.fresh = c.wrapping_add(self.chunk_size);
             self.used += 1;
-            return NonNull::new(c).map(|c| (c, true));
+            return NonNull::new(c).map(|c| (c, self.zeroed));
         }
         None
     }

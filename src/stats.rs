@@ -116,11 +116,11 @@ pub struct Stats {
     pub pools_returned: usize,
     /// Threads that have a flist heap now.
     pub threads: usize,
-    /// Bytes of the pools queued in the threads' empty-pool reserves, summed
-    /// over all threads: memory kept mapped for reuse, at most
-    /// 8 MiB (and 512 pools) per thread. A queued pool that is reused stays
-    /// counted until it leaves the queue, so this is an upper bound on the
-    /// empty bytes held.
+    /// Bytes of the pools on the thread heaps' empty-pool reserves (idle
+    /// heaps' included), summed over all heaps: memory kept mapped for
+    /// reuse, at most 8 MiB (and 512 pools) per heap. Pools decommitted by
+    /// a reclaim over the budget stay counted until they leave the reserve,
+    /// so this is an upper bound on the empty bytes held.
     pub reserve_bytes: usize,
 }
 

@@ -191,3 +191,82 @@ fn malloc_backend_respects_capacity() {
         ],
     );
 }
+
+/// Issue 10's "idle threads" fault: 16 threads each allocate and free about
+/// 10 MiB of 200-byte objects, then block, alive and idle, holding almost
+/// nothing live. Under a 256 MiB budget the main thread's 160 MiB
+/// reservation, and then every one of 150 MiB of 512-byte fallible
+/// allocations, must succeed: a caller over the budget decommits the idle
+/// threads' reserves before it fails.
+#[test]
+fn idle_threads_do_not_hold_the_budget() {
+    if is_child() {
+        use std::alloc::{alloc, dealloc, Layout};
+        use std::sync::{Arc, Barrier};
+        const THREADS: usize = 16;
+        const PER_THREAD: usize = 10 * MIB;
+        const SMALL: usize = 512;
+        const SMALL_TOTAL: usize = 150 * MIB;
+        let n_small = SMALL_TOTAL / SMALL;
+        // The holder first, so it never grows during the test.
+        let mut held: Vec<*mut u8> = Vec::with_capacity(n_small);
+        let ready = Arc::new(Barrier::new(THREADS + 1));
+        let done = Arc::new(Barrier::new(THREADS + 1));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (ready, done) = (ready.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let objects: Vec<Box<[u8; 200]>> = (0..PER_THREAD / 200)
+                        .map(|i| Box::new([(i + t) as u8; 200]))
+                        .collect();
+                    black_box(&objects);
+                    drop(objects);
+                    ready.wait();
+                    done.wait();
+                })
+            })
+            .collect();
+        ready.wait();
+        let before = flistalloc::stats();
+        let mut big: Vec<u8> = Vec::new();
+        let big_ok = big.try_reserve_exact(160 * MIB).is_ok();
+        drop(big);
+        let layout = Layout::from_size_align(SMALL, 8).unwrap();
+        let mut failed = 0usize;
+        for _ in 0..n_small {
+            // SAFETY: a non-zero size.
+            let p = unsafe { alloc(layout) };
+            if p.is_null() {
+                failed += 1;
+            } else {
+                held.push(p);
+            }
+        }
+        eprintln!(
+            "idle threads: 160 MiB reservation {}; {failed} of {n_small} 512-B allocations failed \
+             ({:.1} MiB); reserve before {:.1} MiB",
+            if big_ok { "ok" } else { "FAILED" },
+            (failed * SMALL) as f64 / MIB as f64,
+            before.reserve_bytes as f64 / MIB as f64,
+        );
+        for p in held.drain(..) {
+            // SAFETY: allocated above with `layout`.
+            unsafe { dealloc(p, layout) };
+        }
+        done.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(big_ok, "the 160 MiB reservation failed");
+        assert_eq!(failed, 0, "{failed} 512-byte allocations failed");
+        eprintln!("{DONE}");
+        return;
+    }
+    let stderr = child_ok(
+        "idle_threads_do_not_hold_the_budget",
+        &[("FLISTALLOC_CAPACITY", "256M")],
+    );
+    for line in stderr.lines().filter(|l| l.contains("idle threads")) {
+        eprintln!("child: {line}");
+    }
+}

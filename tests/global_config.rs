@@ -1,6 +1,7 @@
-//! The reserve settings `FLISTALLOC_RESERVE_POOLS` and
-//! `FLISTALLOC_RESERVE_BYTES`: they bound the empty pools a thread keeps,
-//! and a bad value gives one clear line on stderr and the default. The
+//! The reserve settings `FLISTALLOC_RESERVE_POOLS`,
+//! `FLISTALLOC_RESERVE_BYTES` and `FLISTALLOC_PURGE_DELAY`: they bound the
+//! empty pools a thread keeps and how long they stay warm, and a bad value
+//! gives one clear line on stderr and the default. The
 //! configuration is read once per process, so each case is a child process.
 
 use std::alloc::{alloc, dealloc, Layout};
@@ -98,6 +99,82 @@ fn bad_reserve_values_warn_once_and_use_the_default() {
             lines[0].contains(&format!("bad {var}={value}"))
                 && lines[0].contains("using the default"),
             "{var}={value}: {}",
+            lines[0]
+        );
+    }
+}
+
+/// `FLISTALLOC_PURGE_DELAY`: reserve pools older than the delay are
+/// decommitted by slow paths (here, a pool emptying and a fallback
+/// allocation). With 0 the reserve gives its pages back at once; with an
+/// hour it keeps them (no test runs that long, so neither case depends on
+/// timing).
+#[test]
+fn purge_delay_comes_from_the_environment() {
+    if is_child() {
+        let expect_purged = std::env::var("EXPECT_PURGED").unwrap() == "1";
+        let layout = Layout::from_size_align(200 * KIB, 8).expect("layout");
+        let rss0 = common::rss();
+        let blocks: Vec<*mut u8> = (0..32)
+            .map(|_| {
+                // SAFETY: a non-zero-size layout.
+                let p = unsafe { alloc(layout) };
+                assert!(!p.is_null());
+                // SAFETY: a fresh block of the layout's size.
+                unsafe { p.write_bytes(0x5a, layout.size()) };
+                p
+            })
+            .collect();
+        for p in blocks {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { dealloc(p, layout) };
+        }
+        // One more slow path: a fallback allocation.
+        let big: Vec<u8> = Vec::with_capacity(8 << 20);
+        drop(big);
+        let held = common::rss().saturating_sub(rss0);
+        eprintln!(
+            "purge delay: RSS +{held} bytes after 32 x 200 KiB freed; {:?}",
+            flistalloc::stats()
+        );
+        if expect_purged {
+            assert!(held < 1 << 20, "reserve not purged: RSS +{held}");
+        } else {
+            assert!(held > 4 << 20, "reserve purged early: RSS +{held}");
+        }
+        eprintln!("{DONE}");
+        return;
+    }
+    for (delay, purged) in [("0", "1"), ("3600000", "0")] {
+        let out = child_ok(
+            "purge_delay_comes_from_the_environment",
+            &[("FLISTALLOC_PURGE_DELAY", delay), ("EXPECT_PURGED", purged)],
+        );
+        let line = out.lines().find(|l| l.starts_with("purge delay"));
+        eprintln!("FLISTALLOC_PURGE_DELAY={delay}: {}", line.unwrap_or("?"));
+    }
+}
+
+#[test]
+fn bad_purge_delay_warns_once_and_uses_the_default() {
+    if is_child() {
+        eprintln!("{DONE}");
+        return;
+    }
+    for value in ["soon", "250ms", "3600001", "-1"] {
+        let stderr = child_ok(
+            "bad_purge_delay_warns_once_and_uses_the_default",
+            &[("FLISTALLOC_PURGE_DELAY", value)],
+        );
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("flistalloc:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{value}: {stderr}");
+        assert!(
+            lines[0].contains(&format!("bad FLISTALLOC_PURGE_DELAY={value}"))
+                && lines[0].contains("using the default, 250"),
+            "{value}: {}",
             lines[0]
         );
     }

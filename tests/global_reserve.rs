@@ -140,3 +140,55 @@ fn reserve_bound_holds_after_every_free() {
         eprintln!("{order}: {}", line.unwrap_or("?"));
     }
 }
+
+/// A pool emptied by one slab is re-cut for another (its warm pages are
+/// reused before new ones are mapped), and `alloc_zeroed` still returns
+/// zeroed memory from it: the re-cut pool's fresh chunks hold the old
+/// slab's bytes.
+#[test]
+fn alloc_zeroed_after_a_pool_is_reused_by_another_slab() {
+    if is_child() {
+        use std::alloc::alloc_zeroed;
+        // 1000-byte blocks over many pools, every byte written, all freed:
+        // the pools but one go to the reserve, dirty.
+        let a: Vec<Block> = (0..4000).map(|_| allocate(1000)).collect();
+        for Block(p, layout) in a {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { dealloc(p, layout) };
+        }
+        let mapped0 = flistalloc::stats().mapped;
+        let pools0 = flistalloc::stats().flist_pool_bytes;
+        // Another slab: its pools come from the reserve.
+        let layout = Layout::from_size_align(3000, 8).unwrap();
+        let mut b = Vec::with_capacity(600);
+        for i in 0..600 {
+            // SAFETY: a non-zero size.
+            let p = unsafe { alloc_zeroed(layout) };
+            assert!(!p.is_null());
+            // SAFETY: p is a live block of 3000 bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(p, 3000) };
+            assert!(
+                bytes.iter().all(|&x| x == 0),
+                "alloc_zeroed block {i} not zero: {:?}",
+                &bytes[..16]
+            );
+            // SAFETY: as above.
+            unsafe { p.write_bytes(0x77, 3000) };
+            b.push(p);
+        }
+        let s = flistalloc::stats();
+        eprintln!(
+            "mapped {mapped0} -> {}, pool bytes {pools0} -> {}",
+            s.mapped, s.flist_pool_bytes
+        );
+        assert_eq!(s.mapped, mapped0, "new segments mapped: no reuse");
+        assert_eq!(s.flist_pool_bytes, pools0, "new pools mapped: no reuse");
+        for p in b {
+            // SAFETY: allocated above with `layout`.
+            unsafe { dealloc(p, layout) };
+        }
+        eprintln!("{DONE}");
+        return;
+    }
+    child_ok("alloc_zeroed_after_a_pool_is_reused_by_another_slab", &[]);
+}

@@ -304,18 +304,20 @@ fn cache_trim() -> usize {
     bytes
 }
 
-/// Counts `bytes` in the budget, giving back this thread's empty reserve
-/// and retrying once when over it.
+/// Counts `bytes` in the budget; when over it, gives back this thread's
+/// empty reserve and decommits every other heap's, then retries once.
 fn take_budget(bytes: usize) -> bool {
     if budget::take(bytes) {
         return true;
     }
     let core = threads::current();
-    if core as usize <= DETACHED {
-        return false;
-    }
-    // SAFETY: this thread's live core, not otherwise borrowed here.
-    thread_core::purge_reserve(unsafe { &mut *core }) && budget::take(bytes)
+    let reclaimed = if core as usize > DETACHED {
+        // SAFETY: this thread's live core, not otherwise borrowed here.
+        thread_core::reclaim_everywhere(unsafe { &mut *core })
+    } else {
+        threads::decommit_reserves() > 0
+    };
+    reclaimed && budget::take(bytes)
 }
 
 /// A large block of `size` bytes aligned to `align`, zeroed if asked; null

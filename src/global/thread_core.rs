@@ -1,21 +1,42 @@
 //! A thread's core: the flist core with the thread policy. Beyond an
 //! `Arena`'s core it counts against the process budget, keeps a bounded
 //! reserve of empty pools (then hands the oldest back to the OS), collects
-//! chunks other threads freed, and adopts abandoned segments; at thread exit
-//! it abandons its segments ([`abandon`]).
+//! chunks other threads freed, and adopts abandoned segments. At thread exit
+//! it keeps its memory for the next thread ([`retire`]) unless the warm idle
+//! heaps are over their bounds (`threads.rs`), when the oldest warm one
+//! abandons its segments ([`abandon`]).
 
-use super::{abandoned, budget};
+use super::abandoned::SpinLock;
+use super::{abandoned, budget, threads};
 use crate::flist_core::{Core, Policy};
 use crate::list::{Adapter, Link, List};
+use crate::os;
 use crate::pool::{EmptyQueue, Pool, RemoteFlag};
 use crate::segment::Segment;
 use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
-use core::ptr::null_mut;
+use core::cell::UnsafeCell;
+use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::Ordering;
 
 /// The per-thread state of the global allocator.
 pub(crate) type ThreadCore = Core<ThreadPolicy>;
+
+/// A thread heap's reserve: empty pools kept for reuse, off their slab's
+/// lists of pools with room, so a new pool of any slab can reuse their warm
+/// pages, and any thread can decommit them when the budget runs out.
+pub(crate) struct Reserve {
+    /// The pools, oldest first. Invariant: a pool is on it iff its `empty`
+    /// link is linked; each member is a live pool of this heap with no live
+    /// chunk, on no slab list, whose pages hold nothing anyone needs; a
+    /// member has a non-empty remote word only if it entered with one, and
+    /// then is never decommitted or reused.
+    pools: List<EmptyQueue>,
+    /// Bytes of the pools on `pools` (decommitted ones included).
+    /// Invariant: at most `reserve_bytes` after every free (and
+    /// `pools.len()` at most `reserve_pools`).
+    bytes: usize,
+}
 
 /// What a thread's core keeps beyond an `Arena`'s.
 pub(crate) struct ThreadPolicy {
@@ -23,17 +44,27 @@ pub(crate) struct ThreadPolicy {
     /// pools' empty remote lists; cores are never unmapped, so a late raise
     /// is harmless.
     pub(crate) remote_flag: RemoteFlag,
-    /// Pools that became empty, oldest first: the reserve. A pool reused
-    /// since it was queued stays queued (and counted) until it is popped.
-    empty: List<EmptyQueue>,
-    /// Bytes of the pools on `empty`. Invariant: at most `reserve_bytes`
-    /// after every free (and `empty.len()` at most `reserve_pools`).
-    empty_bytes: usize,
+    /// Guards `reserve`: the list, its members' `empty` links and their
+    /// `decommitted` flags, and `bytes`. The owner takes it to put pools on
+    /// or take them off (only the owner changes the list, so it may read a
+    /// pool's `empty` link without the lock); other threads take it with
+    /// `try_lock` only (never waiting on a thread) to decommit members
+    /// ([`decommit_reserve`]); the fork handlers hold every one across
+    /// `fork`. Held for a few list steps and `madvise` calls, never across
+    /// an allocation or another lock.
+    pub(crate) reserve_lock: SpinLock,
+    /// The reserve (see `Reserve`), reached only under `reserve_lock`.
+    reserve: UnsafeCell<Reserve>,
     /// The reserve's bounds, from the configuration.
     reserve_pools: usize,
     reserve_bytes: usize,
     /// Link in the stack of idle thread cores (`threads.rs`).
     pub(crate) idle: Link<ThreadCore>,
+    /// Whether this idle core still holds its pools and segments (a warm
+    /// idle heap, `threads.rs`), and the bytes of pools it held when it
+    /// went idle. Read and written under the idle stack's lock.
+    pub(crate) warm: bool,
+    pub(crate) warm_bytes: usize,
     /// A robust mutex the thread using this core holds from attach to its
     /// exit (see `threads::reap_dead`). Initialised before first use.
     pub(crate) owner_lock: libc::pthread_mutex_t,
@@ -61,28 +92,83 @@ impl ThreadPolicy {
     pub(crate) fn new(reserve_pools: usize, reserve_bytes: usize) -> ThreadPolicy {
         ThreadPolicy {
             remote_flag: RemoteFlag::new(),
-            empty: List::NEW,
-            empty_bytes: 0,
+            reserve_lock: SpinLock::new(),
+            reserve: UnsafeCell::new(Reserve {
+                pools: List::NEW,
+                bytes: 0,
+            }),
             reserve_pools,
             reserve_bytes,
             idle: Link::NEW,
+            warm: false,
+            warm_bytes: 0,
             owner_lock: libc::PTHREAD_MUTEX_INITIALIZER,
             attached: false,
             next_all: null_mut(),
         }
     }
 
-    /// Takes the oldest pool off the reserve queue, or null.
-    fn pop_empty(&mut self) -> *mut Pool {
-        // SAFETY: queue members are live pools of this core.
-        let p = unsafe { self.empty.pop_front() };
-        if !p.is_null() {
-            // SAFETY: as above.
-            let bytes = unsafe { (*p).bytes() };
-            self.empty_bytes -= bytes;
-            stats::RESERVE_BYTES.fetch_sub(bytes as isize, Ordering::Relaxed);
+    /// Runs `f` on the reserve with its lock held.
+    fn with_reserve<R>(&self, f: impl FnOnce(&mut Reserve) -> R) -> R {
+        self.reserve_lock.lock();
+        // SAFETY: we hold `reserve_lock`, which guards `reserve`.
+        let r = f(unsafe { &mut *self.reserve.get() });
+        self.reserve_lock.unlock();
+        r
+    }
+
+    /// Takes the oldest pool off the reserve if the reserve is over its
+    /// bounds (or always, with `all`); null if not.
+    fn pop_oldest(&self, all: bool) -> *mut Pool {
+        let (max_pools, max_bytes) = (self.reserve_pools, self.reserve_bytes);
+        self.with_reserve(|r| {
+            if !all && r.pools.len() <= max_pools && r.bytes <= max_bytes {
+                return null_mut();
+            }
+            let p = r.pools.head();
+            if !p.is_null() {
+                // SAFETY: a member: a live pool of ours, on this list.
+                unsafe { r.take(p) };
+            }
+            p
+        })
+    }
+}
+
+impl Reserve {
+    /// Takes member `p` off the list.
+    ///
+    /// # Safety
+    /// `p` is on the list; the caller holds the reserve lock.
+    unsafe fn take(&mut self, p: *mut Pool) {
+        // SAFETY: a member, so a live pool on this list (contract).
+        unsafe {
+            self.pools.remove(p);
+            self.bytes -= (*p).bytes();
+            stats::RESERVE_BYTES.fetch_sub((*p).bytes() as isize, Ordering::Relaxed);
         }
-        p
+    }
+}
+
+/// A pool the reserve let go (over its bounds, or purged): released with
+/// its segment if that empties, or, if its remote word is not empty (it
+/// entered the reserve so, and was never decommitted), put back on its
+/// slab's list.
+///
+/// # Safety
+/// `p` is a live pool of `core` with no live chunk, just taken off its
+/// reserve.
+unsafe fn let_go(core: &mut ThreadCore, p: *mut Pool) -> bool {
+    // SAFETY: contract.
+    unsafe {
+        if (*p).used() == 0 && !(*p).has_remote() {
+            core.release_pool_and_segment(p);
+            true
+        } else {
+            debug_assert!(!(*p).is_decommitted());
+            core.relink(p);
+            false
+        }
     }
 }
 
@@ -109,40 +195,43 @@ impl Policy for ThreadPolicy {
         stats::count(pool_bytes, pools, segment_bytes);
     }
 
-    /// Queues the pool in the reserve, then hands the oldest queued pools
+    /// Unless it is its slab's last pool with room, takes the pool off its
+    /// slab's list and onto the reserve, then hands the oldest reserve pools
     /// back until both bounds hold again (one out per one in is not enough
-    /// once the oldest pools are smaller than the newest). A popped pool
-    /// that was reused since it was queued just leaves the queue.
+    /// once the oldest pools are smaller than the newest).
     unsafe fn pool_emptied(core: &mut ThreadCore, pool: *mut Pool) {
-        // SAFETY: `pool` is a live pool of ours (contract), and so is every
-        // queue member; releasing a popped pool never unmaps the segment of
-        // `pool`, which still has a live pool (itself) unless it was popped.
+        // SAFETY: `pool` is a live pool of ours on its slab's list
+        // (contract), and so is every reserve member; releasing a popped
+        // pool never unmaps the segment of a pool still on the reserve.
         unsafe {
             debug_assert!(!(*pool).empty.is_linked());
-            let policy = &mut core.policy;
-            policy.empty.push_back(pool);
-            policy.empty_bytes += (*pool).bytes();
+            if !core.take_off_slab(pool) {
+                return;
+            }
+            threads::purge_expired();
+            let now = threads::now_ms();
+            core.policy.with_reserve(|r| {
+                (*pool).emptied_ms = now;
+                r.pools.push_back(pool);
+                r.bytes += (*pool).bytes();
+            });
             stats::RESERVE_BYTES.fetch_add((*pool).bytes() as isize, Ordering::Relaxed);
-            while core.policy.empty.len() > core.policy.reserve_pools
-                || core.policy.empty_bytes > core.policy.reserve_bytes
-            {
-                let p = core.policy.pop_empty();
-                if (*p).used() == 0 && !(*p).has_remote() {
-                    core.release_pool_and_segment(p);
+            loop {
+                let p = core.policy.pop_oldest(false);
+                if p.is_null() {
+                    break;
                 }
+                let_go(core, p);
             }
         }
     }
 
     unsafe fn pool_released(core: &mut ThreadCore, pool: *mut Pool) {
-        // SAFETY: a live pool of ours (contract); if queued, it is on our
-        // queue.
+        // SAFETY: a live pool of ours (contract); if its `empty` link is
+        // linked it is on our reserve (only we change that list).
         unsafe {
             if (*pool).empty.is_linked() {
-                let p = &mut core.policy;
-                p.empty.remove(pool);
-                p.empty_bytes -= (*pool).bytes();
-                stats::RESERVE_BYTES.fetch_sub((*pool).bytes() as isize, Ordering::Relaxed);
+                core.policy.with_reserve(|r| r.take(pool));
             }
         }
     }
@@ -163,10 +252,89 @@ impl Policy for ThreadPolicy {
         }
     }
 
-    /// Over the budget: hands the whole reserve back.
+    /// Over the budget: hands this heap's reserve back, then decommits the
+    /// reserves of every other heap whose lock is free.
     fn reclaim(core: &mut ThreadCore) -> bool {
-        purge_reserve(core)
+        reclaim_everywhere(core)
     }
+
+    /// Over the reserve, newest first: the newest pool of slab `idx` whose
+    /// pages were all touched (looked for among the 64 newest once one of
+    /// slab `idx` is found), else the newest of slab `idx`, else the
+    /// newest of another slab of `chunk..=max_bytes` bytes, else the
+    /// smallest larger one (its pages are held anyway; warm pages before new
+    /// ones); a decommitted one only if its bytes can be claimed again.
+    fn reuse(
+        core: &mut ThreadCore,
+        idx: usize,
+        chunk: usize,
+        max_bytes: usize,
+    ) -> Option<(*mut Pool, bool)> {
+        core.policy.with_reserve(|r| {
+            // SAFETY: members are live pools of ours (the list's invariant);
+            // we hold the lock, which guards their `decommitted` flags.
+            unsafe {
+                let (mut same, mut small, mut big): (*mut Pool, *mut Pool, *mut Pool) =
+                    (null_mut(), null_mut(), null_mut());
+                let mut p = r.pools.tail();
+                let mut looked = 0;
+                while !p.is_null() {
+                    let bytes = (*p).bytes();
+                    if !(*p).has_remote() && bytes >= chunk {
+                        if (*p).slab() == idx {
+                            // Warm all through (every chunk was handed out)
+                            // first: the next thread repeats the last one's
+                            // pattern. Looked for among the 64 newest only
+                            // once one of the slab is found, so a slab that
+                            // cycles a pool does not walk the whole reserve.
+                            if (*p).all_carved() && !(*p).is_decommitted() {
+                                same = p;
+                                break;
+                            }
+                            if same.is_null() {
+                                same = p;
+                            }
+                        } else if bytes <= max_bytes {
+                            if small.is_null() {
+                                small = p;
+                            }
+                        } else if bytes <= 2 * max_bytes
+                            && (big.is_null() || bytes < (*big).bytes())
+                        {
+                            big = p;
+                        }
+                    }
+                    if !same.is_null() && looked >= 64 {
+                        break;
+                    }
+                    looked += 1;
+                    p = List::<EmptyQueue>::prev(p);
+                }
+                let best = [same, small, big]
+                    .into_iter()
+                    .find(|p| !p.is_null())
+                    .unwrap_or(null_mut());
+                if best.is_null() {
+                    return None;
+                }
+                let decommitted = (*best).is_decommitted();
+                if decommitted && !budget::take((*best).bytes()) {
+                    return None;
+                }
+                r.take(best);
+                (*best).set_decommitted(false);
+                Some((best, decommitted))
+            }
+        })
+    }
+}
+
+/// Over the budget: hands `core`'s reserve back to the OS, then decommits
+/// the reserve pools of every thread heap (live, idle) whose reserve lock is
+/// free; true if any bytes were given back to the budget.
+pub(crate) fn reclaim_everywhere(core: &mut ThreadCore) -> bool {
+    let released = purge_reserve(core);
+    threads::decommit_reserves() > 0 || released
 }
 
 /// Returns every pool of the empty reserve to the OS now; true if any was
@@ -174,18 +342,73 @@ impl Policy for ThreadPolicy {
 pub(crate) fn purge_reserve(core: &mut ThreadCore) -> bool {
     let mut released = false;
     loop {
-        let p = core.policy.pop_empty();
+        let p = core.policy.pop_oldest(true);
         if p.is_null() {
             return released;
         }
-        // SAFETY: a live pool of ours, off the queue; released only if
-        // still empty with nothing on its remote list.
-        unsafe {
-            if (*p).used() == 0 && !(*p).has_remote() {
-                core.release_pool_and_segment(p);
-                released = true;
-            }
+        // SAFETY: a live pool of ours with no live chunk, just taken off
+        // the reserve.
+        released |= unsafe { let_go(core, p) };
+    }
+}
+
+/// Decommits the pages of `core`'s reserve pools that are not decommitted
+/// yet (and have an empty remote word), and gives their bytes back to the
+/// budget, if its reserve lock is free now; returns the bytes given back.
+/// Any thread may call it: the pools stay on the reserve, marked, and their
+/// owner claims their bytes again when it reuses one.
+///
+/// # Safety
+/// `core` is a live thread core (cores are never unmapped).
+pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
+    // SAFETY: contract.
+    unsafe { decommit_older(core, 0, 0) }
+}
+
+/// [`decommit_reserve`] for the pools that went onto the reserve at least
+/// `delay` milliseconds before `now` (the purge by time).
+///
+/// # Safety
+/// `core` is a live thread core (cores are never unmapped).
+pub(crate) unsafe fn decommit_expired(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
+    // SAFETY: contract.
+    unsafe { decommit_older(core, now, delay) }
+}
+
+/// Decommits reserve pools of `core` that emptied at least `delay` ms
+/// before `now` (all of them when both are 0).
+///
+/// # Safety
+/// `core` is a live thread core.
+unsafe fn decommit_older(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
+    // SAFETY: `core` is live (contract); only the lock and, while we hold
+    // it, the reserve are touched, through raw pointers (the owner may hold
+    // `&mut` to the rest). Members are live pools with no live chunk whose
+    // pages hold nothing anyone needs (the list's invariant), so their
+    // pages may be decommitted; a page-aligned range inside their segment.
+    unsafe {
+        let lock = &*core::ptr::addr_of!((*core).policy.reserve_lock);
+        if !lock.try_lock() {
+            return 0;
         }
+        let r = &*(*core::ptr::addr_of!((*core).policy.reserve)).get();
+        let mut given = 0;
+        let mut p = r.pools.head();
+        while !p.is_null() {
+            if !(*p).is_decommitted()
+                && !(*p).has_remote()
+                && now.wrapping_sub((*p).emptied_ms) >= delay
+            {
+                let bytes = (*p).bytes();
+                os::decommit(NonNull::new_unchecked((*p).start()), bytes);
+                (*p).set_decommitted(true);
+                budget::give(bytes);
+                given += bytes;
+            }
+            p = List::<EmptyQueue>::next(p);
+        }
+        lock.unlock();
+        given
     }
 }
 
@@ -199,16 +422,76 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
     stats::POOLS_ABANDONED.fetch_sub(pools as isize, Ordering::Relaxed);
 }
 
-/// At thread exit: collects remote frees, returns empty pools and segments,
-/// abandons the rest to other threads, and leaves the core empty, ready for
-/// the next thread.
+/// At thread exit: collects the chunks other threads freed, moves every
+/// empty pool onto the reserve (those whose pages were all touched newest),
+/// hands the oldest reserve pools back until
+/// the core holds at most `max_bytes` of pools (or the reserve is empty),
+/// and keeps everything else (pools, reserve, segments) for the next thread
+/// that takes the core.
+pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
+    core.invariant();
+    if core.policy.remote_flag.take() {
+        core.collect_remote_frees();
+    }
+    // Every empty pool onto the reserve, where the next thread's new pools
+    // look for the warmest first (the last empty pool of a slab kept on its
+    // list may have a fresh, never-touched tail); then the bounds again.
+    let now = threads::now_ms();
+    core.unlist_empty_pools(|policy, p| {
+        policy.with_reserve(|r| {
+            // SAFETY: a live, empty pool of ours just taken off its slab's
+            // list, not on the reserve.
+            unsafe {
+                (*p).emptied_ms = now;
+                r.pools.push_back(p);
+                r.bytes += (*p).bytes();
+                stats::RESERVE_BYTES.fetch_add((*p).bytes() as isize, Ordering::Relaxed);
+            }
+        })
+    });
+    // Pools whose every chunk was handed out (all pages warm) go newest,
+    // where the next thread's reuse looks first, and leave last.
+    core.policy.with_reserve(|r| {
+        let mut p = r.pools.head();
+        for _ in 0..r.pools.len() {
+            // SAFETY: members are live pools of ours on this list; `next`
+            // is read before `p` moves, and moved pools land after the
+            // members not visited yet, so each is visited once.
+            unsafe {
+                let next = List::<EmptyQueue>::next(p);
+                if (*p).all_carved() {
+                    r.pools.remove(p);
+                    r.pools.push_back(p);
+                }
+                p = next;
+            }
+        }
+    });
+    loop {
+        let p = core.policy.pop_oldest(core.heap_bytes() > max_bytes);
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: a live pool of ours with no live chunk, just taken off
+        // the reserve.
+        unsafe { let_go(core, p) };
+    }
+}
+
+/// Gives up `core`'s memory: collects remote frees, returns the reserve,
+/// empty pools and empty segments to the OS, abandons the rest to other
+/// threads, and leaves the core empty, ready for the next thread (a thread
+/// exit over the warm idle bound, a dead thread's core, `fork`).
 pub(crate) fn abandon(core: &mut ThreadCore) {
     core.invariant();
-    // SAFETY: the queue's members are live pools of ours.
-    unsafe { core.policy.empty.invariant() };
-    while !core.policy.pop_empty().is_null() {}
-    // SAFETY: the reserve queue is empty, so the policy holds no pool on a
-    // list of its own; each kept segment is handed to the abandoned list.
+    // SAFETY: the reserve's members are live pools of ours.
+    core.policy.with_reserve(|r| unsafe { r.pools.invariant() });
+    // Off the reserve, each keeps its `decommitted` flag, which tells
+    // `abandon_segments` not to give its bytes back twice.
+    while !core.policy.pop_oldest(true).is_null() {}
+    // SAFETY: the reserve is empty, so the policy holds no pool of this
+    // core on a list of its own; each kept segment is handed to the
+    // abandoned list.
     unsafe {
         core.abandon_segments(|seg, pools| {
             stats::POOLS_ABANDONED.fetch_add(pools as isize, Ordering::Relaxed);

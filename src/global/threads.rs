@@ -1,7 +1,10 @@
 //! Which thread uses which core: the thread-local pointer, attaching a core
 //! at a thread's first allocation, detaching it at thread exit, the stack of
-//! idle cores that new threads reuse, reclaiming the cores of threads that
-//! exited without detaching, and the `fork` handlers.
+//! idle cores that new threads reuse (warm ones, which kept their memory,
+//! first: at most `config::WARM_IDLE_HEAPS` of them holding at most
+//! `config::WARM_IDLE_BYTES`), reclaiming the cores of threads that exited
+//! without detaching, the cross-heap reserve reclaim, and the `fork`
+//! handlers.
 //!
 //! Thread exit is caught by a `pthread` key destructor (glibc's
 //! `pthread_setspecific` does not allocate for the first 32 keys), which
@@ -19,7 +22,7 @@ use crate::stats;
 #[cfg(not(feature = "c-library"))]
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// `current()` value for "this thread's core was detached" (thread exit has
 /// run): later allocations go to the fallback, frees are routed by address.
@@ -102,7 +105,22 @@ mod slot {
 /// The pthread key whose destructor detaches a thread's core.
 static THREAD_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Cores of exited threads, kept for reuse (cores are never unmapped).
-static IDLE: Locked<List<IdleList>> = Locked::new(List::NEW);
+static IDLE: Locked<IdleStack> = Locked::new(IdleStack {
+    list: List::NEW,
+    warm: 0,
+    warm_bytes: 0,
+});
+
+/// The idle cores. Invariant: the warm ones (`policy.warm`, still holding
+/// their memory) come first, newest first, and there are `warm` of them,
+/// at most `WARM_IDLE_HEAPS`, holding `warm_bytes` bytes of pools (their
+/// `policy.warm_bytes`), at most `WARM_IDLE_BYTES` (or one heap over it,
+/// for the moment its thread exits); the cold ones (empty) follow.
+struct IdleStack {
+    list: List<IdleList>,
+    warm: usize,
+    warm_bytes: usize,
+}
 /// Held while dead cores are looked for and reclaimed (one reaper at a
 /// time); taken before the idle and abandoned locks.
 static REAP_LOCK: SpinLock = SpinLock::new();
@@ -111,6 +129,55 @@ static ALL: AtomicPtr<ThreadCore> = AtomicPtr::new(null_mut());
 /// The reserve bounds new cores get (set once from the configuration).
 static RESERVE_POOLS: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESERVE_POOLS);
 static RESERVE_BYTES: AtomicUsize = AtomicUsize::new(crate::config::DEFAULT_RESERVE_BYTES);
+
+/// `FLISTALLOC_PURGE_DELAY`, in milliseconds (set once from the
+/// configuration).
+static PURGE_DELAY_MS: AtomicU32 = AtomicU32::new(crate::config::DEFAULT_PURGE_DELAY_MS);
+/// When a slow path last walked the heaps for expired reserve pools, in
+/// milliseconds of `CLOCK_MONOTONIC_COARSE` (wrapping): the rate limit.
+static LAST_PURGE_MS: AtomicU32 = AtomicU32::new(0);
+
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE` (a vDSO read, no system call),
+/// wrapping at 2^32 (about 49 days; only differences are used).
+pub(crate) fn now_ms() -> u32 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass, nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32
+}
+
+/// Decommits the reserve pools that have stayed empty for longer than
+/// `FLISTALLOC_PURGE_DELAY`, in every heap (live or idle) whose reserve lock
+/// is free now: called from slow paths (a pool emptying, a fallback
+/// allocation), at most once per quarter of the delay process-wide. A
+/// thread that stops allocating has its reserve purged this way by other
+/// threads' slow paths; if no thread reaches a slow path, nothing runs and
+/// the reserves stay (within their count and byte bounds).
+pub(crate) fn purge_expired() {
+    let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
+    let now = now_ms();
+    let last = LAST_PURGE_MS.load(Ordering::Relaxed);
+    if now.wrapping_sub(last) < delay / 4
+        || (delay > 0
+            && LAST_PURGE_MS
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err())
+    {
+        return;
+    }
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped), published with
+        // their `next_all` link written before the Release CAS.
+        unsafe {
+            thread_core::decommit_expired(c, now, delay);
+            c = (*c).policy.next_all;
+        }
+    }
+}
 
 /// This thread's core: null, `DETACHED`, or a live core only this thread uses.
 #[inline(always)]
@@ -144,7 +211,8 @@ pub(crate) fn register_current() {
 
 /// Creates the thread-exit key and registers the fork handlers; sets the
 /// reserve bounds of new cores. Called once, when the configuration is read.
-pub(crate) fn init(reserve_pools: usize, reserve_bytes: usize) {
+pub(crate) fn init(reserve_pools: usize, reserve_bytes: usize, purge_delay_ms: u32) {
+    PURGE_DELAY_MS.store(purge_delay_ms, Ordering::Relaxed);
     RESERVE_POOLS.store(reserve_pools, Ordering::Relaxed);
     RESERVE_BYTES.store(reserve_bytes, Ordering::Relaxed);
     // SAFETY: plain libc calls; the key destructor and fork handlers are
@@ -219,21 +287,114 @@ fn new_core() -> Option<*mut ThreadCore> {
     Some(core)
 }
 
-/// Pops a core off the idle stack, or null.
+/// Pops a core off the idle stack, the newest warm one first, or null.
 fn pop_idle() -> *mut ThreadCore {
-    // SAFETY: idle cores are live; the stack is touched under its lock.
-    IDLE.with(|idle| unsafe { idle.pop_front() })
+    // SAFETY: idle cores are live; the stack and their `warm` fields are
+    // touched under its lock.
+    IDLE.with(|idle| unsafe {
+        let c = idle.list.pop_front();
+        if !c.is_null() && (*c).policy.warm {
+            (*c).policy.warm = false;
+            idle.warm -= 1;
+            idle.warm_bytes -= (*c).policy.warm_bytes;
+        }
+        c
+    })
 }
 
-/// Puts a detached core on the idle stack for the next new thread.
+/// Puts a detached, empty (cold) core on the idle stack, below the warm
+/// ones.
 ///
 /// # Safety
-/// `core` is a live thread core that no thread uses, not on the stack.
+/// `core` is a live thread core that no thread uses, not on the stack,
+/// holding no segment.
 unsafe fn push_idle(core: *mut ThreadCore) {
     // SAFETY: `core` is live, used by no thread and not on the stack
     // (precondition), so its idle link is free; the stack is touched only
     // under its lock, which `with` holds.
-    IDLE.with(|idle| unsafe { idle.push_front(core) })
+    IDLE.with(|idle| unsafe {
+        (*core).policy.warm = false;
+        idle.list.push_back(core);
+    })
+}
+
+/// Puts a detached core that still holds its memory on top of the idle
+/// stack, warm; then, while the warm heaps are over their bounds
+/// (`config::WARM_IDLE_HEAPS`, `config::WARM_IDLE_BYTES`), abandons the
+/// oldest warm heap's memory (outside the lock) and puts it back cold.
+///
+/// # Safety
+/// `core` is a live thread core that no thread uses, not on the stack.
+unsafe fn push_idle_warm(core: *mut ThreadCore) {
+    let mut victims = [null_mut::<ThreadCore>(); 4];
+    let mut n = 0;
+    // SAFETY: as for `push_idle`; warm cores are a prefix of the stack (its
+    // invariant), so the last of that prefix is the oldest warm one, and
+    // one taken off the stack is used by no thread and reachable by no
+    // other (a reaper only try-locks its owner lock, a reclaimer its
+    // reserve lock, which `abandon` takes too).
+    unsafe {
+        IDLE.with(|idle| {
+            (*core).policy.warm = true;
+            (*core).policy.warm_bytes = (*core).heap_bytes();
+            idle.warm += 1;
+            idle.warm_bytes += (*core).policy.warm_bytes;
+            idle.list.push_front(core);
+            while (idle.warm > crate::config::WARM_IDLE_HEAPS
+                || idle.warm_bytes > crate::config::WARM_IDLE_BYTES)
+                && n < victims.len()
+            {
+                let mut oldest = idle.list.head();
+                loop {
+                    let next = List::<IdleList>::next(oldest);
+                    if next.is_null() || !(*next).policy.warm {
+                        break;
+                    }
+                    oldest = next;
+                }
+                idle.list.remove(oldest);
+                (*oldest).policy.warm = false;
+                idle.warm -= 1;
+                idle.warm_bytes -= (*oldest).policy.warm_bytes;
+                victims[n] = oldest;
+                n += 1;
+            }
+        });
+        for &v in &victims[..n] {
+            thread_core::abandon(&mut *v);
+            push_idle(v);
+        }
+    }
+}
+
+/// Abandons the memory of every warm idle heap (for `trim`): returns how
+/// many were cooled.
+pub(crate) fn cool_idle() -> usize {
+    let mut cooled = 0;
+    loop {
+        // SAFETY: idle cores are live; taken off the stack under its lock,
+        // a core is used by no thread (as in `push_idle_warm`).
+        let c = IDLE.with(|idle| unsafe {
+            let c = idle.list.head();
+            if c.is_null() || !(*c).policy.warm {
+                return null_mut();
+            }
+            idle.list.remove(c);
+            (*c).policy.warm = false;
+            idle.warm -= 1;
+            idle.warm_bytes -= (*c).policy.warm_bytes;
+            c
+        });
+        if c.is_null() {
+            return cooled;
+        }
+        // SAFETY: as above: ours alone until pushed back.
+        unsafe {
+            thread_core::abandon(&mut *c);
+            push_idle(c);
+        }
+        cooled += 1;
+    }
 }
 
 /// pthread key destructor: the thread is exiting.
@@ -243,15 +404,17 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
         return;
     }
     set_current(DETACHED as *mut ThreadCore);
+    // Its memory stays with it (a warm idle heap) unless the warm idle
+    // heaps are over their bounds.
     // SAFETY: the core belongs to this (exiting) thread, which holds its
     // `owner_lock`, so neither another thread nor a reaper touches its
     // private state; once detached and unlocked it is no thread's, and goes
     // on the idle stack.
     unsafe {
-        thread_core::abandon(&mut *core);
+        thread_core::retire(&mut *core, crate::config::WARM_IDLE_BYTES);
         (*core).policy.attached = false;
         libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock));
-        push_idle(core);
+        push_idle_warm(core);
     }
     stats::THREADS.fetch_sub(1, Ordering::Relaxed);
 }
@@ -339,14 +502,53 @@ pub(crate) fn reap_dead() -> usize {
     reaped
 }
 
+/// Decommits the reserve pools of every thread heap ever made (live or
+/// idle) whose reserve lock is free now, never waiting on a thread; returns
+/// the bytes given back to the budget. For a caller about to fail over the
+/// budget.
+pub(crate) fn decommit_reserves() -> usize {
+    let mut given = 0;
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped), published with
+        // their `next_all` link written before the Release CAS.
+        unsafe {
+            given += thread_core::decommit_reserve(c);
+            c = (*c).policy.next_all;
+        }
+    }
+    given
+}
+
+/// Takes (`lock`) or releases every core's reserve lock, for the fork
+/// handlers: a reclaim under way in another thread must not leave one held
+/// in the child.
+fn reserve_locks(lock: bool) {
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live; only the lock is touched.
+        unsafe {
+            let l = &*core::ptr::addr_of!((*c).policy.reserve_lock);
+            if lock {
+                l.lock();
+            } else {
+                l.unlock();
+            }
+            c = (*c).policy.next_all;
+        }
+    }
+}
+
 extern "C" fn fork_prepare() {
     REAP_LOCK.lock();
     IDLE.lock.lock();
     ABANDONED.lock.lock();
     super::clib::LARGE_CACHE.lock.lock();
+    reserve_locks(true);
 }
 
 extern "C" fn fork_parent() {
+    reserve_locks(false);
     super::clib::LARGE_CACHE.lock.unlock();
     ABANDONED.lock.unlock();
     IDLE.lock.unlock();
@@ -354,6 +556,7 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
+    reserve_locks(false);
     super::clib::LARGE_CACHE.lock.unlock();
     ABANDONED.lock.unlock();
     IDLE.lock.unlock();
