@@ -26,7 +26,8 @@ pub(crate) type ThreadCore = Core<ThreadPolicy>;
 /// lists of pools with room, so a new pool of any slab can reuse their warm
 /// pages, and any thread can decommit them when the budget runs out.
 pub(crate) struct Reserve {
-    /// The pools, oldest first. Invariant: a pool is on it iff its `empty`
+    /// The pools, oldest first (except that thread exit moves those whose
+    /// pages were all touched to the end, newest). Invariant: a pool is on it iff its `empty`
     /// link is linked; each member is a live pool of this heap with no live
     /// chunk, on no slab list, whose pages hold nothing anyone needs; a
     /// member has a non-empty remote word only if it entered with one, and
@@ -44,12 +45,12 @@ pub(crate) struct ThreadPolicy {
     /// pools' empty remote lists; cores are never unmapped, so a late raise
     /// is harmless.
     pub(crate) remote_flag: RemoteFlag,
-    /// Guards `reserve`: the list, its members' `empty` links and their
-    /// `decommitted` flags, and `bytes`. The owner takes it to put pools on
+    /// Guards `reserve`: the list, its members' `empty` links, their
+    /// `decommitted` flags and `emptied_ms` times, and `bytes`. The owner takes it to put pools on
     /// or take them off (only the owner changes the list, so it may read a
     /// pool's `empty` link without the lock); other threads take it with
     /// `try_lock` only (never waiting on a thread) to decommit members
-    /// ([`decommit_reserve`]); the fork handlers hold every one across
+    /// ([`decommit_reserve`], [`decommit_expired`]); the fork handlers hold every one across
     /// `fork`. Held for a few list steps and `madvise` calls, never across
     /// an allocation or another lock.
     pub(crate) reserve_lock: SpinLock,
