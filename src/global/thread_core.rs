@@ -209,7 +209,7 @@ impl Policy for ThreadPolicy {
             if !core.take_off_slab(pool) {
                 return;
             }
-            threads::purge_expired();
+            threads::purge_expired(Some(&core.policy));
             let now = threads::now_ms();
             core.policy.with_reserve(|r| {
                 (*pool).emptied_ms = now;
@@ -335,7 +335,7 @@ impl Policy for ThreadPolicy {
 /// free; true if any bytes were given back to the budget.
 pub(crate) fn reclaim_everywhere(core: &mut ThreadCore) -> bool {
     let released = purge_reserve(core);
-    threads::decommit_reserves() > 0 || released
+    threads::decommit_reserves(&core.policy) > 0 || released
 }
 
 /// Returns every pool of the empty reserve to the OS now; true if any was
@@ -363,7 +363,7 @@ pub(crate) fn purge_reserve(core: &mut ThreadCore) -> bool {
 /// `core` is a live thread core (cores are never unmapped).
 pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
     // SAFETY: contract.
-    unsafe { decommit_older(core, 0, 0) }
+    unsafe { decommit_expired(core, 0, 0) }
 }
 
 /// [`decommit_reserve`] for the pools that went onto the reserve at least
@@ -372,27 +372,44 @@ pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
 /// # Safety
 /// `core` is a live thread core (cores are never unmapped).
 pub(crate) unsafe fn decommit_expired(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
-    // SAFETY: contract.
-    unsafe { decommit_older(core, now, delay) }
+    // SAFETY: `core` is live (contract); only its reserve lock and reserve
+    // are reached, through raw pointers (its owner may hold `&mut` to the
+    // rest of the core).
+    unsafe {
+        decommit_older(
+            &*core::ptr::addr_of!((*core).policy.reserve_lock),
+            (*core::ptr::addr_of!((*core).policy.reserve)).get(),
+            now,
+            delay,
+        )
+    }
 }
 
-/// Decommits reserve pools of `core` that emptied at least `delay` ms
-/// before `now` (all of them when both are 0).
+impl ThreadPolicy {
+    /// [`decommit_expired`] for the calling thread's own heap (reached
+    /// through its own reference, not through `threads::ALL`).
+    pub(crate) fn decommit_own(&self, now: u32, delay: u32) -> usize {
+        // SAFETY: this policy's own lock and reserve.
+        unsafe { decommit_older(&self.reserve_lock, self.reserve.get(), now, delay) }
+    }
+}
+
+/// Decommits the reserve pools behind `lock` that emptied at least `delay`
+/// ms before `now` (all of them when both are 0), if the lock is free now.
 ///
 /// # Safety
-/// `core` is a live thread core.
-unsafe fn decommit_older(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
-    // SAFETY: `core` is live (contract); only the lock and, while we hold
-    // it, the reserve are touched, through raw pointers (the owner may hold
-    // `&mut` to the rest). Members are live pools with no live chunk whose
-    // pages hold nothing anyone needs (the list's invariant), so their
-    // pages may be decommitted; a page-aligned range inside their segment.
+/// `lock` and `reserve` are one live thread core's reserve lock and
+/// reserve.
+unsafe fn decommit_older(lock: &SpinLock, reserve: *const Reserve, now: u32, delay: u32) -> usize {
+    // SAFETY: the reserve is reached only while we hold its lock (contract).
+    // Members are live pools with no live chunk whose pages hold nothing
+    // anyone needs (the list's invariant), so their pages may be
+    // decommitted; a page-aligned range inside their segment.
     unsafe {
-        let lock = &*core::ptr::addr_of!((*core).policy.reserve_lock);
         if !lock.try_lock() {
             return 0;
         }
-        let r = &*(*core::ptr::addr_of!((*core).policy.reserve)).get();
+        let r = &*reserve;
         let mut given = 0;
         let mut p = r.pools.head();
         while !p.is_null() {
