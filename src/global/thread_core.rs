@@ -499,7 +499,7 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
 /// Gives up `core`'s memory: collects remote frees, returns the reserve,
 /// empty pools and empty segments to the OS, abandons the rest to other
 /// threads, and leaves the core empty, ready for the next thread (a thread
-/// exit over the warm idle bound, a dead thread's core, `fork`).
+/// exit over the warm idle bound, a dead thread's core, `trim`).
 pub(crate) fn abandon(core: &mut ThreadCore) {
     core.invariant();
     // SAFETY: the reserve's members are live pools of ours.
