@@ -100,9 +100,9 @@ pub(crate) trait Policy: Sized {
     /// pool the policy holds off every slab list, to reuse instead (warm
     /// pages before new ones). The policy prefers a pool of slab `idx`, else
     /// one of another slab of `chunk..=max_bytes` bytes (the size a new
-    /// pool would have), else a larger one. The
-    /// flag says the pool's pages were decommitted (they read as zero; the
-    /// policy has claimed its bytes again).
+    /// pool would have), else a larger one. The flag says the pool's pages
+    /// were decommitted (they read as zero; the policy has claimed its bytes
+    /// again).
     ///
     /// The returned pool is a live pool of `core`, empty, on no list, with
     /// nothing on its remote list.

@@ -165,16 +165,18 @@ fn is_flist_layout(layout: &Layout) -> bool {
 /// Allocates from the fallback, counted in the budget.
 #[inline(never)]
 fn fallback_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
-    threads::purge_expired();
+    let core = threads::current();
+    // SAFETY: this thread's live core, if any; no `&mut` to it is alive in
+    // this frame (the allocator does not re-enter itself).
+    threads::purge_expired((core as usize > DETACHED).then(|| unsafe { &(*core).policy }));
     if !budget::take(layout.size()) {
         // Over the budget: give back this thread's empty reserve and
         // decommit every other heap's, then retry once.
-        let core = threads::current();
         let reclaimed = if (core as usize) > DETACHED {
             // SAFETY: this thread's live core, not otherwise borrowed here.
             thread_core::reclaim_everywhere(unsafe { &mut *core })
         } else {
-            threads::decommit_reserves() > 0
+            threads::decommit_reserves(core::ptr::null()) > 0
         };
         if !reclaimed || !budget::take(layout.size()) {
             return null_mut();

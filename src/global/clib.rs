@@ -315,7 +315,7 @@ fn take_budget(bytes: usize) -> bool {
         // SAFETY: this thread's live core, not otherwise borrowed here.
         thread_core::reclaim_everywhere(unsafe { &mut *core })
     } else {
-        threads::decommit_reserves() > 0
+        threads::decommit_reserves(core::ptr::null()) > 0
     };
     reclaimed && budget::take(bytes)
 }

@@ -26,7 +26,8 @@ pub(crate) type ThreadCore = Core<ThreadPolicy>;
 /// lists of pools with room, so a new pool of any slab can reuse their warm
 /// pages, and any thread can decommit them when the budget runs out.
 pub(crate) struct Reserve {
-    /// The pools, oldest first. Invariant: a pool is on it iff its `empty`
+    /// The pools, oldest first (except that thread exit moves those whose
+    /// pages were all touched to the end, newest). Invariant: a pool is on it iff its `empty`
     /// link is linked; each member is a live pool of this heap with no live
     /// chunk, on no slab list, whose pages hold nothing anyone needs; a
     /// member has a non-empty remote word only if it entered with one, and
@@ -44,12 +45,12 @@ pub(crate) struct ThreadPolicy {
     /// pools' empty remote lists; cores are never unmapped, so a late raise
     /// is harmless.
     pub(crate) remote_flag: RemoteFlag,
-    /// Guards `reserve`: the list, its members' `empty` links and their
-    /// `decommitted` flags, and `bytes`. The owner takes it to put pools on
+    /// Guards `reserve`: the list, its members' `empty` links, their
+    /// `decommitted` flags and `emptied_ms` times, and `bytes`. The owner takes it to put pools on
     /// or take them off (only the owner changes the list, so it may read a
     /// pool's `empty` link without the lock); other threads take it with
     /// `try_lock` only (never waiting on a thread) to decommit members
-    /// ([`decommit_reserve`]); the fork handlers hold every one across
+    /// ([`decommit_reserve`], [`decommit_expired`]); the fork handlers hold every one across
     /// `fork`. Held for a few list steps and `madvise` calls, never across
     /// an allocation or another lock.
     pub(crate) reserve_lock: SpinLock,
@@ -208,7 +209,7 @@ impl Policy for ThreadPolicy {
             if !core.take_off_slab(pool) {
                 return;
             }
-            threads::purge_expired();
+            threads::purge_expired(Some(&core.policy));
             let now = threads::now_ms();
             core.policy.with_reserve(|r| {
                 (*pool).emptied_ms = now;
@@ -334,7 +335,7 @@ impl Policy for ThreadPolicy {
 /// free; true if any bytes were given back to the budget.
 pub(crate) fn reclaim_everywhere(core: &mut ThreadCore) -> bool {
     let released = purge_reserve(core);
-    threads::decommit_reserves() > 0 || released
+    threads::decommit_reserves(&core.policy) > 0 || released
 }
 
 /// Returns every pool of the empty reserve to the OS now; true if any was
@@ -362,7 +363,7 @@ pub(crate) fn purge_reserve(core: &mut ThreadCore) -> bool {
 /// `core` is a live thread core (cores are never unmapped).
 pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
     // SAFETY: contract.
-    unsafe { decommit_older(core, 0, 0) }
+    unsafe { decommit_expired(core, 0, 0) }
 }
 
 /// [`decommit_reserve`] for the pools that went onto the reserve at least
@@ -371,27 +372,44 @@ pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
 /// # Safety
 /// `core` is a live thread core (cores are never unmapped).
 pub(crate) unsafe fn decommit_expired(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
-    // SAFETY: contract.
-    unsafe { decommit_older(core, now, delay) }
+    // SAFETY: `core` is live (contract); only its reserve lock and reserve
+    // are reached, through raw pointers (its owner may hold `&mut` to the
+    // rest of the core).
+    unsafe {
+        decommit_older(
+            &*core::ptr::addr_of!((*core).policy.reserve_lock),
+            (*core::ptr::addr_of!((*core).policy.reserve)).get(),
+            now,
+            delay,
+        )
+    }
 }
 
-/// Decommits reserve pools of `core` that emptied at least `delay` ms
-/// before `now` (all of them when both are 0).
+impl ThreadPolicy {
+    /// [`decommit_expired`] for the calling thread's own heap (reached
+    /// through its own reference, not through `threads::ALL`).
+    pub(crate) fn decommit_own(&self, now: u32, delay: u32) -> usize {
+        // SAFETY: this policy's own lock and reserve.
+        unsafe { decommit_older(&self.reserve_lock, self.reserve.get(), now, delay) }
+    }
+}
+
+/// Decommits the reserve pools behind `lock` that emptied at least `delay`
+/// ms before `now` (all of them when both are 0), if the lock is free now.
 ///
 /// # Safety
-/// `core` is a live thread core.
-unsafe fn decommit_older(core: *mut ThreadCore, now: u32, delay: u32) -> usize {
-    // SAFETY: `core` is live (contract); only the lock and, while we hold
-    // it, the reserve are touched, through raw pointers (the owner may hold
-    // `&mut` to the rest). Members are live pools with no live chunk whose
-    // pages hold nothing anyone needs (the list's invariant), so their
-    // pages may be decommitted; a page-aligned range inside their segment.
+/// `lock` and `reserve` are one live thread core's reserve lock and
+/// reserve.
+unsafe fn decommit_older(lock: &SpinLock, reserve: *const Reserve, now: u32, delay: u32) -> usize {
+    // SAFETY: the reserve is reached only while we hold its lock (contract).
+    // Members are live pools with no live chunk whose pages hold nothing
+    // anyone needs (the list's invariant), so their pages may be
+    // decommitted; a page-aligned range inside their segment.
     unsafe {
-        let lock = &*core::ptr::addr_of!((*core).policy.reserve_lock);
         if !lock.try_lock() {
             return 0;
         }
-        let r = &*(*core::ptr::addr_of!((*core).policy.reserve)).get();
+        let r = &*reserve;
         let mut given = 0;
         let mut p = r.pools.head();
         while !p.is_null() {
@@ -481,7 +499,7 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
 /// Gives up `core`'s memory: collects remote frees, returns the reserve,
 /// empty pools and empty segments to the OS, abandons the rest to other
 /// threads, and leaves the core empty, ready for the next thread (a thread
-/// exit over the warm idle bound, a dead thread's core, `fork`).
+/// exit over the warm idle bound, a dead thread's core, `trim`).
 pub(crate) fn abandon(core: &mut ThreadCore) {
     core.invariant();
     // SAFETY: the reserve's members are live pools of ours.

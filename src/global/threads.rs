@@ -156,7 +156,7 @@ pub(crate) fn now_ms() -> u32 {
 /// thread that stops allocating has its reserve purged this way by other
 /// threads' slow paths; if no thread reaches a slow path, nothing runs and
 /// the reserves stay (within their count and byte bounds).
-pub(crate) fn purge_expired() {
+pub(crate) fn purge_expired(own: Option<&ThreadPolicy>) {
     let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
     let now = now_ms();
     let last = LAST_PURGE_MS.load(Ordering::Relaxed);
@@ -168,12 +168,19 @@ pub(crate) fn purge_expired() {
     {
         return;
     }
+    let own = own.map_or(core::ptr::null(), |p| {
+        p.decommit_own(now, delay);
+        p as *const ThreadPolicy
+    });
     let mut c = ALL.load(Ordering::Acquire);
     while !c.is_null() {
         // SAFETY: cores on ALL are live (never unmapped), published with
-        // their `next_all` link written before the Release CAS.
+        // their `next_all` link written before the Release CAS; the
+        // caller's own core was done through its reference above.
         unsafe {
-            thread_core::decommit_expired(c, now, delay);
+            if core::ptr::addr_of!((*c).policy) != own {
+                thread_core::decommit_expired(c, now, delay);
+            }
             c = (*c).policy.next_all;
         }
     }
@@ -503,17 +510,19 @@ pub(crate) fn reap_dead() -> usize {
 }
 
 /// Decommits the reserve pools of every thread heap ever made (live or
-/// idle) whose reserve lock is free now, never waiting on a thread; returns
-/// the bytes given back to the budget. For a caller about to fail over the
-/// budget.
-pub(crate) fn decommit_reserves() -> usize {
+/// idle) but `skip` (the caller's own, which it purges itself) whose
+/// reserve lock is free now, never waiting on a thread; returns the bytes
+/// given back to the budget. For a caller about to fail over the budget.
+pub(crate) fn decommit_reserves(skip: *const ThreadPolicy) -> usize {
     let mut given = 0;
     let mut c = ALL.load(Ordering::Acquire);
     while !c.is_null() {
         // SAFETY: cores on ALL are live (never unmapped), published with
         // their `next_all` link written before the Release CAS.
         unsafe {
-            given += thread_core::decommit_reserve(c);
+            if core::ptr::addr_of!((*c).policy) != skip {
+                given += thread_core::decommit_reserve(c);
+            }
             c = (*c).policy.next_all;
         }
     }
