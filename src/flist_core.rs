@@ -399,6 +399,7 @@ impl<P: Policy> Core<P> {
         unsafe {
             let idx = (*pool).slab();
             (*self.slab(idx)).avail.remove(pool);
+            (*pool).kept = false;
             self.sync_direct(idx);
         }
     }
@@ -411,7 +412,13 @@ impl<P: Policy> Core<P> {
             // list are live pools of ours.
             unsafe {
                 let st = self.slabs.add(i);
-                while !(*st).avail.pop_front().is_null() {}
+                loop {
+                    let p = (*st).avail.pop_front();
+                    if p.is_null() {
+                        break;
+                    }
+                    (*p).kept = false;
+                }
             }
         }
         self.direct = [empty_pool(); DIRECT_ENTRIES];
@@ -742,7 +749,9 @@ impl<P: Policy> Core<P> {
             if !pool::push(p, addr) {
                 return Err(Error::DoubleFree { addr });
             }
-            if !p.avail.is_linked() || (P::TRACKS_EMPTY && p.used() == 0 && !p.empty.is_linked()) {
+            if !p.avail.is_linked()
+                || (P::TRACKS_EMPTY && p.used() == 0 && !p.empty.is_linked() && !p.kept)
+            {
                 self.free_fixup(pool);
             }
         }
@@ -764,7 +773,8 @@ impl<P: Policy> Core<P> {
             if !(*pool).avail.is_linked() {
                 self.avail_push_front(pool);
             }
-            if P::TRACKS_EMPTY && (*pool).used() == 0 && !(*pool).empty.is_linked() {
+            if P::TRACKS_EMPTY && (*pool).used() == 0 && !(*pool).empty.is_linked() && !(*pool).kept
+            {
                 P::pool_emptied(self, pool);
             }
         }
@@ -813,6 +823,7 @@ impl<P: Policy> Core<P> {
             // Only a small pool stays: the kept pools are outside the
             // reserve's bounds, one per slab.
             if !other_with_room && p.is_null() && (*pool).bytes() <= KEEP_EMPTY_MAX_BYTES {
+                (*pool).kept = true;
                 return false;
             }
             self.avail_remove(pool);

@@ -141,6 +141,14 @@ pub(crate) struct Pool {
     /// for every pool off a reserve except between the owner taking it off
     /// and releasing it (`Core::release_pool` then gives back no budget).
     decommitted: AtomicBool,
+    /// Whether the pool is its slab's kept empty pool (`Core::take_off_slab`
+    /// left it on the slab's list): while set, a free that empties it again
+    /// skips the policy, so one block allocated and freed over and over
+    /// costs the free path one more test, not the retire path (mimalloc 3
+    /// guards its page retire the same way). Owner only. Invariant: set
+    /// only while the pool is on its slab's list (`Core::avail_remove` and
+    /// `Core::avail_clear` clear it).
+    pub(crate) kept: bool,
     /// When the pool went onto a reserve, in milliseconds of
     /// `CLOCK_MONOTONIC_COARSE` (wrapping); written and read under that
     /// reserve's lock, meaningless off a reserve.
@@ -204,6 +212,7 @@ impl Pool {
             live: false,
             zeroed: false,
             decommitted: AtomicBool::new(false),
+            kept: false,
             emptied_ms: 0,
             avail: Link::NEW,
             empty: Link::NEW,
