@@ -11,12 +11,16 @@
 //!   always freed by the allocator that made it, even one allocated after its
 //!   thread's core was detached (such late allocations go to the fallback).
 //! * **Remote frees** (`remote.rs`): a chunk freed by a thread that does not
-//!   own its segment goes onto the pool's atomic remote list; the owner
-//!   collects it when the pool runs dry, or scans its pools when told.
-//! * **Thread exit**: the exiting core collects its remote lists, returns
-//!   empty pools and segments to the OS, and puts segments that still hold
-//!   live chunks on the abandoned list (`abandoned.rs`); threads adopt them
-//!   when they need a pool, or when they free into one.
+//!   own its segment goes onto the pool's atomic remote list, and the first
+//!   such free queues the pool on its owner. The owner takes a dry pool's
+//!   own list in its allocation slow path, and collects its whole queue
+//!   when a slab has no pool with room, when one of its own frees empties a
+//!   pool, at [`trim`] and at thread exit, so pools emptied remotely fall
+//!   under the reserve bound.
+//! * **Thread exit**: the exiting core collects its queue and remote lists,
+//!   returns empty pools and segments to the OS, and puts segments that
+//!   still hold live chunks on the abandoned list (`abandoned.rs`); threads
+//!   adopt them when they need a pool, or when they free into one.
 //! * **Memory held**: a core keeps a reserve of empty pools (512 pools and
 //!   8 MiB by default, see `config.rs`), then hands the oldest back
 //!   (`MADV_DONTNEED`, so RSS drops; a segment left with no pool is
@@ -526,6 +530,7 @@ pub fn trim() -> usize {
     }
     // SAFETY: this thread's live core, used by no one else.
     let core: &mut ThreadCore = unsafe { &mut *core };
+    thread_core::collect_queue(core);
     while let Some(seg) = abandoned::pop_to((core as *mut ThreadCore).cast()) {
         // SAFETY: popped off the abandoned list with us as owner.
         unsafe { thread_core::adopt(core, seg) };

@@ -33,7 +33,7 @@
 //! | 2 | `size_class.rs` | the slab table, size to slab, the size limits |
 //! | 2 | `chunk_set.rs` | the live chunks of an `Arena` over malloc/jemalloc (address to size) |
 //! | 3 | `segment_map.rs` | which 4 MiB granules are flist segments, and whose |
-//! | 4 | `pool.rs` | a pool header: free lists, the one pop and push, remote frees |
+//! | 4 | `pool.rs` | a pool header: free lists, the one pop and push, remote frees, the queue of pools to collect |
 //! | 4 | `large.rs` | the C library's large blocks: one mapping each, header, in the segment map |
 //! | 5 | `segment.rs` | a segment: header, page map, pool slots |
 //! | 6 | `backend.rs` | `Backend`; malloc and jemalloc behind one interface |

@@ -8,7 +8,7 @@
 
 use crate::list::{Adapter, Link};
 use crate::size_class::PAGE;
-use crate::sync::{AtomicBool, AtomicPtr, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use core::ptr::{null_mut, NonNull};
 
 /// The link stored inside a free chunk.
@@ -89,13 +89,17 @@ impl Divisor {
     }
 }
 
+/// Bit 0 of [`Pool`]'s `remote` word: the pool is on a heap's queue of pools
+/// to collect (or about to be; see the field).
+pub(crate) const QUEUED: usize = 1;
+
 /// A pool header. One type serves the explicit `Arena` and the global
 /// allocator's thread heaps; the cross-thread field (`remote`) stays idle in
 /// an `Arena`, costing its fast path nothing.
 ///
 /// Only the owner of the pool's segment touches a pool header, except
-/// `remote` (any thread holding a live chunk of the pool may push onto it)
-/// and the fields that stay fixed while the pool has a live chunk (`start`,
+/// `remote` (any thread holding a live chunk of the pool may push onto it),
+/// `next_queued` (the thread that queues the pool) and the fields that stay fixed while the pool has a live chunk (`start`,
 /// `end`, `div`, read by [`Pool::is_chunk_start_remote`]).
 #[repr(C)]
 pub(crate) struct Pool {
@@ -158,11 +162,33 @@ pub(crate) struct Pool {
     pub(crate) avail: Link<Pool>,
     /// Link in a thread heap's queue of pools that became empty.
     pub(crate) empty: Link<Pool>,
-    /// Chunks freed by threads other than the owner (global allocator): a
-    /// Treiber stack that any thread holding a live chunk of this pool
-    /// pushes onto ([`Pool::push_remote`]) and only the owner empties, all
-    /// at once ([`Pool::collect_remote`]).
-    remote: AtomicPtr<FreeChunk>,
+    /// Chunks freed by threads other than the owner (global allocator), and
+    /// whether the pool is queued for its owner: the address of the top
+    /// chunk of a Treiber stack of such chunks, or-ed with [`QUEUED`] (bit
+    /// 0; chunk starts are multiples of 8). Pushed onto by any thread
+    /// holding a live chunk ([`Pool::push_remote`]); emptied, whole, only by
+    /// the owner ([`Pool::collect_remote`], [`Pool::collect_dequeued`]).
+    ///
+    /// Invariants:
+    /// * `QUEUED` is set iff the pool is on exactly one heap's
+    ///   [`PoolQueue`], or the one pusher whose CAS set it is between that
+    ///   CAS and its queue push (or, when it finds the segment abandoned,
+    ///   its [`Pool::unqueue`] under the abandoned lock).
+    /// * `QUEUED` is cleared only by a heap that took the pool off its own
+    ///   queue and owns its segment, in the swap that takes the chunks
+    ///   ([`Pool::collect_dequeued`]), or by the pusher that set it, as said
+    ///   above. Every other collection keeps it.
+    /// * While the word is not 0 the pool is never released, reused or
+    ///   re-initialised, so its segment stays mapped: the pusher that set
+    ///   `QUEUED` still reads the segment's owner and writes `next_queued`
+    ///   after publishing its chunk.
+    remote: AtomicUsize,
+    /// Link in a heap's [`PoolQueue`] (meaningful only while `QUEUED` is
+    /// set): written, Relaxed, by the thread that pushes the pool onto a
+    /// queue, before its Release CAS on the queue's head; read, Relaxed, by
+    /// the heap that took the queue with an Acquire swap, before anything
+    /// that lets the pool be queued again (the swap of `remote` to 0).
+    next_queued: AtomicPtr<Pool>,
 }
 
 /// Adapter for a slab's list of pools with room.
@@ -216,7 +242,8 @@ impl Pool {
             emptied_ms: 0,
             avail: Link::NEW,
             empty: Link::NEW,
-            remote: AtomicPtr::new(null_mut()),
+            remote: AtomicUsize::new(0),
+            next_queued: AtomicPtr::new(null_mut()),
         }
     }
 
@@ -247,7 +274,7 @@ impl Pool {
     /// `zeroed` says whether the pages read as zero (they were decommitted)
     /// or hold old data (warm pages).
     pub fn reinit(&mut self, chunk: usize, slab: usize, zeroed: bool) {
-        debug_assert!(self.live && self.used == 0 && !self.has_remote());
+        debug_assert!(self.live && self.used == 0 && !self.remote_in_use());
         debug_assert!(!self.avail.is_linked() && !self.empty.is_linked());
         let (start, bytes, page) = (self.start, self.bytes(), self.first_page);
         self.init(start, bytes, chunk, slab, page);
@@ -371,20 +398,61 @@ impl Pool {
         None
     }
 
-    /// Moves the chunks other threads freed into the local free list; returns
-    /// how many. Owner only.
+    /// Moves the chunks other threads freed into the local free list and
+    /// keeps the `QUEUED` bit (the pool may be on a queue: only the heap
+    /// that takes it off its queue clears the bit); returns how many. Owner
+    /// only: the allocation slow path (a pool with no room), adoption, trim
+    /// and thread exit.
     pub fn collect_remote(&mut self) -> u32 {
-        if self.remote.load(Ordering::Relaxed).is_null() {
-            return 0;
+        let mut old = self.remote.load(Ordering::Relaxed);
+        loop {
+            if old & !QUEUED == 0 {
+                return 0;
+            }
+            // Acquire pairs with the Release half of each push, so the
+            // chunks' links (and their users' last writes) are visible.
+            match self.remote.compare_exchange_weak(
+                old,
+                old & QUEUED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.take_remote_chunks(old & !QUEUED),
+                Err(now) => old = now,
+            }
         }
-        // Acquire pairs with the Release CAS of each push, so the links
-        // written by the pushers are visible.
-        let mut list = self.remote.swap(null_mut(), Ordering::Acquire);
+    }
+
+    /// Takes the chunks other threads freed and clears `QUEUED`, in one swap
+    /// (so a push after it finds the word 0 and queues the pool again: no
+    /// lost wake-up); returns how many chunks.
+    ///
+    /// # Safety
+    /// The caller owns the pool's segment and has just taken the pool off its
+    /// own [`PoolQueue`] (and read its [`next_queued`](Pool::next_queued)).
+    pub unsafe fn collect_dequeued(&mut self) -> u32 {
+        debug_assert!(self.remote.load(Ordering::Relaxed) & QUEUED != 0);
+        // Acquire: as in `collect_remote`. Release: the owner's read of
+        // `next_queued` happens before the next queuer's write of it (that
+        // pusher's CAS reads this swap with Acquire).
+        let old = self.remote.swap(0, Ordering::AcqRel);
+        self.take_remote_chunks(old & !QUEUED)
+    }
+
+    /// Moves the chunk stack whose top chunk is at `top` (0: none), taken
+    /// off `remote` by the caller, onto the free list; returns how many.
+    fn take_remote_chunks(&mut self, top: usize) -> u32 {
         let mut n = 0;
+        let mut list = if top == 0 {
+            null_mut()
+        } else {
+            self.start.with_addr(top).cast::<FreeChunk>()
+        };
         while !list.is_null() {
-            // SAFETY: remote-list members are chunks of this pool no one
+            // SAFETY: remote-stack members are chunks of this pool no one
             // uses any more, each holding a link written before the Release
-            // CAS that published it; after the swap they are ours alone.
+            // CAS that published it (derived from `start`, see
+            // `push_remote`); after the caller's swap they are ours alone.
             unsafe {
                 let next = (*list).next;
                 (*list).next = self.free;
@@ -397,89 +465,167 @@ impl Pool {
         n
     }
 
-    /// Whether other threads have freed chunks not yet collected.
-    pub fn has_remote(&self) -> bool {
-        !self.remote.load(Ordering::Relaxed).is_null()
+    /// Whether the `remote` word is not 0: chunks freed by other threads not
+    /// yet collected, or the pool is queued (or being queued). Such a pool
+    /// must not be released (see the field).
+    pub fn remote_in_use(&self) -> bool {
+        self.remote.load(Ordering::Relaxed) != 0
     }
 
-    /// Pushes chunk `addr` onto the remote list; true when the list was
-    /// empty before (the pusher then tells the owner).
+    /// Whether the `QUEUED` bit is set (the loom model's checks).
+    #[cfg(test)]
+    pub fn is_queued(&self) -> bool {
+        self.remote.load(Ordering::Relaxed) & QUEUED != 0
+    }
+
+    /// Pushes chunk `addr` onto the remote stack, setting `QUEUED`; true
+    /// when this push set it (it was clear): the caller must then put the
+    /// pool onto its owner's queue ([`PoolQueue::push`]) or, if the segment
+    /// is abandoned, [`unqueue`](Pool::unqueue) it under the abandoned lock.
     ///
     /// Sound from any thread because: the caller holds the live chunk
-    /// `addr`, so the pool (it is never released while `used > 0`, and
-    /// `used` still counts this chunk) and its fixed fields stay valid until
-    /// the push completes; the chunk's first word is written before the
-    /// Release CAS that publishes it; only the owner takes from the list,
-    /// and it takes the whole list with one swap, so a node never leaves and
-    /// re-enters between a pusher's load and CAS (no ABA).
+    /// `addr`, so the pool (never released while `used > 0`, and `used`
+    /// still counts this chunk) and its fixed fields stay valid until the
+    /// push completes, and after it the word is not 0, which keeps the pool
+    /// live for the queue push; the chunk's first word is written before the
+    /// Release CAS that publishes it; only the owner takes chunks off the
+    /// stack, and it takes the whole stack with one read-modify-write, so a
+    /// node never leaves and re-enters between a pusher's load and CAS (no
+    /// ABA).
     ///
     /// # Safety
     /// `pool` is a live pool; `addr` is a chunk start of it that the caller
     /// holds and hands back (it is not used afterwards).
     pub unsafe fn push_remote(pool: *const Pool, addr: usize) -> bool {
         // SAFETY: contract: the pool is live while we hold the chunk, and
-        // the chunk is ours to write until the CAS publishes it.
+        // the chunk is ours to write until the CAS publishes it. The link is
+        // rebuilt from the pool's `start` (strict provenance).
         unsafe {
-            let chunk = (*pool).start.with_addr(addr).cast::<FreeChunk>();
+            let start = (*pool).start;
+            let chunk = start.with_addr(addr).cast::<FreeChunk>();
             let remote = &(*pool).remote;
             let mut old = remote.load(Ordering::Relaxed);
             loop {
-                (*chunk).next = old;
-                match remote.compare_exchange_weak(old, chunk, Ordering::Release, Ordering::Relaxed)
-                {
-                    Ok(_) => return old.is_null(),
+                let top = old & !QUEUED;
+                (*chunk).next = if top == 0 {
+                    null_mut()
+                } else {
+                    start.with_addr(top).cast()
+                };
+                // AcqRel: Release publishes the chunk; Acquire, when this
+                // sets QUEUED after the owner's clearing swap, orders the
+                // owner's read of `next_queued` before our write of it.
+                match remote.compare_exchange_weak(
+                    old,
+                    addr | QUEUED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return old & QUEUED == 0,
                     Err(now) => old = now,
                 }
             }
         }
     }
+
+    /// Clears `QUEUED` without taking the chunks: the pusher that set it
+    /// found, under the abandoned lock, that the segment has no owner. The
+    /// chunks then wait on the stack for the segment's adopter, whose
+    /// [`collect_remote`](Pool::collect_remote) takes them; the next push
+    /// after this sets `QUEUED` again and queues the pool itself.
+    ///
+    /// # Safety
+    /// The caller is the pusher whose [`push_remote`](Pool::push_remote)
+    /// returned true, the pool is on no queue, and the caller holds the
+    /// abandoned lock and saw the segment's owner null under it (so no heap
+    /// collects the pool meanwhile).
+    pub unsafe fn unqueue(pool: *const Pool) {
+        // SAFETY: contract: QUEUED is set, so the pool stays live.
+        unsafe { (*pool).remote.fetch_and(!QUEUED, Ordering::Release) };
+    }
+
+    /// The pool after `pool` on the queue it was taken from with
+    /// [`PoolQueue::take`]. Read it before the pool may be queued again (its
+    /// [`collect_dequeued`](Pool::collect_dequeued)) or handed on.
+    ///
+    /// # Safety
+    /// `pool` is on a queue list the caller took, not handed on yet.
+    pub unsafe fn next_queued(pool: *const Pool) -> *mut Pool {
+        // SAFETY: contract: a queued pool is live; the queuer's write was
+        // made visible by the caller's Acquire swap of the queue head.
+        unsafe { (*pool).next_queued.load(Ordering::Relaxed) }
+    }
 }
 
-/// The owner's side of the remote-free protocol: "some pool of yours has
-/// remote frees". A pusher whose [`Pool::push_remote`] found the list empty
-/// (it returned true) raises it; the owner takes it, then collects.
-///
-/// No notice is lost. Raises and takes are read-modify-writes, so a take
-/// that comes after a raise in the flag's modification order reads from
-/// that raise's release sequence and sees the push before it. A push that
-/// finds the list non-empty raises nothing, but the chunk it joins was
-/// pushed onto an empty list by a pusher that raises; the owner that takes
-/// that raise sees the list non-empty, and its collecting swap takes every
-/// chunk pushed before it. So while no push or collect is under way, a
-/// non-empty remote list has its owner's flag raised (the loom model in
-/// `pool::loom_tests` checks this, and found the lost notice when `raise`
-/// was a plain store).
-pub(crate) struct RemoteFlag(AtomicBool);
+/// A heap's queue of pools to collect: a multi-producer Treiber stack of
+/// pools whose `QUEUED` bit was set by a remote free, linked through
+/// `next_queued`. Producers push one pool at a time; the heap takes the
+/// whole stack with one swap ([`take`](PoolQueue::take)) and never pops a
+/// node, so there is no ABA. Heaps are never unmapped, so a push onto the
+/// queue of a heap whose thread has gone is harmless: the pool waits there
+/// for the heap's next thread.
+pub(crate) struct PoolQueue(AtomicPtr<Pool>);
 
-impl RemoteFlag {
-    /// A lowered flag.
-    pub fn new() -> RemoteFlag {
-        RemoteFlag(AtomicBool::new(false))
+impl PoolQueue {
+    /// An empty queue.
+    pub fn new() -> PoolQueue {
+        PoolQueue(AtomicPtr::new(null_mut()))
     }
 
-    /// Tells the owner (after a push that returned true).
+    /// Whether the queue looks empty: one Relaxed load, for the owner's slow
+    /// path (a pool pushed just after is collected on the next one).
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.0.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Pushes `pool`.
     ///
-    /// A swap, not a store: a Release store could land before the owner's
-    /// `take` in the flag's modification order without the owner seeing the
-    /// push (the pusher's CAS read the owner's collecting swap, which
-    /// releases nothing), and the take would erase it, stranding the chunk
-    /// on the list. Same instruction count (x86: `xchg` for `mov`).
-    #[inline(always)]
-    pub fn raise(&self) {
-        self.0.swap(true, Ordering::Release);
+    /// # Safety
+    /// `pool` is live with `QUEUED` set and on no queue, and the caller is
+    /// the one thread entitled to queue it (the pusher that set the bit, or
+    /// the heap that took it off its own queue and hands it on).
+    pub unsafe fn push(&self, pool: *mut Pool) {
+        let mut head = self.0.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: contract: the pool is live (QUEUED keeps it so) and its
+            // link is ours to write until the CAS publishes it.
+            unsafe { (*pool).next_queued.store(head, Ordering::Relaxed) };
+            match self
+                .0
+                .compare_exchange_weak(head, pool, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
     }
 
-    /// Lowers the flag; true if it was raised. Acquire pairs with
-    /// [`raise`](RemoteFlag::raise), so the owner then sees the remote lists
-    /// the raiser pushed onto as non-empty. Owner only.
-    #[inline(always)]
-    pub fn take(&self) -> bool {
-        self.0.load(Ordering::Relaxed) && self.0.swap(false, Ordering::Acquire)
+    /// Takes every queued pool at once; walk the list with
+    /// [`Pool::next_queued`]. Owner only.
+    pub fn take(&self) -> *mut Pool {
+        if self.is_empty() {
+            return null_mut();
+        }
+        // Acquire pairs with each push's Release CAS (a chain of
+        // read-modify-writes: one release sequence), so every link is
+        // visible.
+        self.0.swap(null_mut(), Ordering::Acquire)
     }
+}
 
-    /// Lowers the flag of an owner that has just emptied all its lists.
-    pub fn clear(&self) {
-        self.0.store(false, Ordering::Relaxed);
+/// Calls `f` on each pool of a list taken with [`PoolQueue::take`], reading
+/// each pool's link before `f` runs (`f` may collect the pool, letting it be
+/// queued again, or hand it on).
+///
+/// # Safety
+/// `list` was taken by the caller with [`PoolQueue::take`].
+pub(crate) unsafe fn for_each_queued(mut list: *mut Pool, mut f: impl FnMut(*mut Pool)) {
+    while !list.is_null() {
+        let p = list;
+        // SAFETY: contract: `p` is on the list the caller took.
+        list = unsafe { Pool::next_queued(p) };
+        f(p);
     }
 }
 
@@ -597,8 +743,69 @@ mod tests {
     }
 }
 
-/// Loom model of the remote-free list, on the real `Pool` and `RemoteFlag`
-/// (run with `--cfg loom`, see `sync.rs`).
+/// The remote-free protocol run by one thread: which push queues the pool,
+/// which collection keeps or clears the bit.
+#[cfg(all(test, not(loom)))]
+mod queue_tests {
+    use super::*;
+    use std::alloc::Layout;
+
+    #[test]
+    fn first_push_queues_and_only_the_dequeuing_collect_clears() {
+        let layout = Layout::from_size_align(4 * 64, PAGE).unwrap();
+        // SAFETY: a non-zero size.
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!mem.is_null());
+        // Every access goes through `p`, as the allocator's do.
+        let p = Box::into_raw(Box::new(Pool::empty()));
+        let queue = PoolQueue::new();
+        // SAFETY: `p` is a live pool over `mem`, used by this thread only;
+        // each chunk is freed once; a true push return makes us the one
+        // that queues the pool, and `unqueue` is called by that pusher with
+        // the pool on no queue.
+        unsafe {
+            (*p).init(mem, 4 * 64, 64, 0, 0);
+            let chunks: Vec<usize> = (0..4)
+                .map(|_| (*p).take().unwrap().0.as_ptr() as usize)
+                .collect();
+            assert!(Pool::push_remote(p, chunks[0]));
+            queue.push(p);
+            assert!(!Pool::push_remote(p, chunks[1]));
+            assert!((*p).is_queued());
+            // The allocation slow path's collection keeps the bit.
+            assert_eq!((*p).collect_remote(), 2);
+            assert!((*p).is_queued() && (*p).remote_in_use());
+            assert_eq!((*p).used(), 2);
+            // The bit is still set, so this push queues nothing.
+            assert!(!Pool::push_remote(p, chunks[2]));
+            let list = queue.take();
+            assert!(queue.is_empty());
+            let mut seen = 0;
+            for_each_queued(list, |q| {
+                assert_eq!(q, p);
+                seen += 1;
+                assert_eq!((*q).collect_dequeued(), 1);
+            });
+            assert_eq!(seen, 1);
+            assert!(!(*p).remote_in_use());
+            assert_eq!((*p).used(), 1);
+            // Cleared: the next push queues the pool again.
+            assert!(Pool::push_remote(p, chunks[3]));
+            // Abandoned segment: the pusher clears the bit, the chunk stays
+            // for the adopter.
+            Pool::unqueue(p);
+            assert!(!(*p).is_queued() && (*p).remote_in_use());
+            assert_eq!((*p).collect_remote(), 1);
+            assert!(!(*p).remote_in_use());
+            assert_eq!((*p).used(), 0);
+            drop(Box::from_raw(p));
+            std::alloc::dealloc(mem, layout);
+        }
+    }
+}
+
+/// Loom model of the remote-free protocol, on the real `Pool`, `PoolQueue`
+/// and `for_each_queued` (run with `--cfg loom`, see `sync.rs`).
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -609,23 +816,26 @@ mod loom_tests {
 
     const CHUNK: usize = 64;
     const CHUNKS: usize = 4;
+    const POOLS: usize = 2;
 
-    /// What the model's threads share: a pool over memory the model owns,
-    /// its owner's flag, and per chunk a loom cell standing for the data its
-    /// user writes. loom does not see plain memory, so the cells are how it
-    /// checks that a chunk's last use by the freeing thread happens before
-    /// the owner reuses it (the push's Release, the collect's Acquire).
+    /// What the model's threads share: two pools over memory the model
+    /// owns, their owner's queue, and per chunk a loom cell standing for the
+    /// data its user writes. loom does not see plain memory, so the cells
+    /// are how it checks that a chunk's last use by the freeing thread
+    /// happens before the owner reuses it (the push's Release, the
+    /// collection's Acquire).
     struct Shared {
-        pool: *mut Pool,
-        flag: RemoteFlag,
-        data: [UnsafeCell<usize>; CHUNKS],
-        mem: *mut u8,
+        pools: [*mut Pool; POOLS],
+        mem: [*mut u8; POOLS],
+        queue: PoolQueue,
+        data: [[UnsafeCell<usize>; CHUNKS]; POOLS],
     }
 
-    // SAFETY: the pointers are the model's pool and chunk memory, shared
+    // SAFETY: the pointers are the model's pools and chunk memory, shared
     // exactly as the allocator shares a segment's: the owner thread alone
-    // uses the pool's private fields, the others only `Pool::push_remote`
-    // for chunks they hold.
+    // uses the pools' private fields, the others only `Pool::push_remote`
+    // for chunks they hold and `PoolQueue::push` for pools whose bit they
+    // set.
     unsafe impl Send for Shared {}
     // SAFETY: as for Send.
     unsafe impl Sync for Shared {}
@@ -636,49 +846,116 @@ mod loom_tests {
 
     impl Shared {
         fn new() -> Shared {
-            // SAFETY: a non-zero size.
-            let mem = unsafe { std::alloc::alloc_zeroed(layout()) };
-            assert!(!mem.is_null());
-            let pool = Box::into_raw(Box::new(Pool::empty()));
-            // SAFETY: the box just made, not shared yet; the memory is
-            // ours, page-aligned and zeroed, as a fresh pool's pages are.
-            unsafe { (*pool).init(mem, CHUNK * CHUNKS, CHUNK, 0, 0) };
+            let mem: [*mut u8; POOLS] = std::array::from_fn(|_| {
+                // SAFETY: a non-zero size.
+                let m = unsafe { std::alloc::alloc_zeroed(layout()) };
+                assert!(!m.is_null());
+                m
+            });
+            let pools = std::array::from_fn(|i| {
+                let pool = Box::into_raw(Box::new(Pool::empty()));
+                // SAFETY: the box just made, not shared yet; the memory is
+                // ours, page-aligned and zeroed, as a fresh pool's pages are.
+                unsafe { (*pool).init(mem[i], CHUNK * CHUNKS, CHUNK, 0, 0) };
+                pool
+            });
             Shared {
-                pool,
-                flag: RemoteFlag::new(),
-                data: std::array::from_fn(|_| UnsafeCell::new(0)),
+                pools,
                 mem,
+                queue: PoolQueue::new(),
+                data: std::array::from_fn(|_| std::array::from_fn(|_| UnsafeCell::new(0))),
             }
         }
 
-        fn index(&self, chunk: usize) -> usize {
-            (chunk - self.mem as usize) / CHUNK
+        /// (pool, chunk index) of a chunk address.
+        fn index(&self, chunk: usize) -> (usize, usize) {
+            let p = (0..POOLS)
+                .find(|&p| (chunk - self.mem[p] as usize) < CHUNK * CHUNKS)
+                .unwrap();
+            (p, (chunk - self.mem[p] as usize) / CHUNK)
         }
 
-        /// The owner collects its remote list and takes back (reuses) every
-        /// chunk it got, recording them in `got`; checks `used`.
-        fn collect(&self, got: &mut Vec<usize>) {
-            // SAFETY: called by the owner thread only, which alone uses the
-            // pool's private fields (as `Core` does through its pointer).
-            let pool = unsafe { &mut *self.pool };
-            let used = pool.used();
-            let n = pool.collect_remote();
-            assert_eq!(pool.used(), used - n);
+        fn pool_index(&self, pool: *mut Pool) -> usize {
+            self.pools.iter().position(|&p| p == pool).unwrap()
+        }
+
+        /// A thread that holds chunk `c` writes it, then frees it remotely
+        /// (as `global::remote::free` does, the segment owned).
+        fn free_remote(&self, c: usize) {
+            let (p, i) = self.index(c);
+            // SAFETY: the cell's own pointer; loom checks the access against
+            // the owner's.
+            self.data[p][i].with_mut(|d| unsafe { *d = c });
+            // SAFETY: a live pool and a chunk start of it that this thread
+            // holds and hands back; a true return makes us the one thread
+            // that queues the pool.
+            unsafe {
+                if Pool::push_remote(self.pools[p], c) {
+                    self.queue.push(self.pools[p]);
+                }
+            }
+        }
+
+        /// The owner reuses the `n` chunks a collection put on pool `p`'s
+        /// (empty) free list, recording them in `got`.
+        fn reuse(&self, p: usize, n: u32, got: &mut Vec<usize>) {
+            // SAFETY: the owner thread alone uses the pool's private fields.
+            let pool = unsafe { &mut *self.pools[p] };
             for _ in 0..n {
-                // The free list was empty, so these are the collected chunks.
                 let (c, fresh) = pool.take().unwrap();
                 assert!(!fresh, "a collected chunk comes off the free list");
                 let c = c.as_ptr() as usize;
-                let i = self.index(c);
+                let (q, i) = self.index(c);
+                assert_eq!(q, p);
                 // Reuse: the freeing thread's last write must be visible.
                 // SAFETY: the cell's own pointer; loom fails the model if
                 // this access races with the freeing thread's.
-                self.data[i].with_mut(|d| unsafe {
-                    assert_eq!(*d, i + 1);
+                self.data[p][i].with_mut(|d| unsafe {
+                    assert_eq!(*d, c);
                     *d = 0;
                 });
                 got.push(c);
             }
+        }
+
+        /// The owner's collection (`thread_core::collect_queue`, run by
+        /// `ThreadPolicy::refill`): takes its queue
+        /// and collects each pool on it, clearing its bit. Returns the pools
+        /// it found queued.
+        fn collect_queue(&self, got: &mut Vec<usize>) -> Vec<usize> {
+            let mut seen = Vec::new();
+            let list = self.queue.take();
+            // SAFETY: the list was just taken by the owner; each pool on it
+            // is ours (the model's segment is never abandoned).
+            unsafe {
+                for_each_queued(list, |pool| {
+                    let p = self.pool_index(pool);
+                    assert!(!seen.contains(&p), "a pool is on the queue twice");
+                    seen.push(p);
+                    let pool = &mut *pool;
+                    assert!(pool.is_queued(), "a queued pool without its bit");
+                    let used = pool.used();
+                    let n = pool.collect_dequeued();
+                    assert_eq!(pool.used(), used - n);
+                    self.reuse(p, n, got);
+                });
+            }
+            seen
+        }
+
+        /// The allocation slow path's direct collection of a pool with no
+        /// room: takes the chunks, keeps the bit.
+        fn collect_direct(&self, p: usize, got: &mut Vec<usize>) {
+            // SAFETY: the owner thread alone uses the pool's private fields.
+            let pool = unsafe { &mut *self.pools[p] };
+            let queued = pool.is_queued();
+            let used = pool.used();
+            let n = pool.collect_remote();
+            assert_eq!(pool.used(), used - n);
+            // Only the owner clears the bit, and not here (a pusher may set
+            // it meanwhile, never clear it).
+            assert!(!queued || pool.is_queued());
+            self.reuse(p, n, got);
         }
     }
 
@@ -687,74 +964,113 @@ mod loom_tests {
             // SAFETY: made by `Shared::new` with these layouts, freed once,
             // after every thread of the model is done.
             unsafe {
-                drop(Box::from_raw(self.pool));
-                std::alloc::dealloc(self.mem, layout());
+                for p in 0..POOLS {
+                    drop(Box::from_raw(self.pools[p]));
+                    std::alloc::dealloc(self.mem[p], layout());
+                }
             }
         }
     }
 
-    /// Two threads free a chunk each onto the pool's remote list (raising
-    /// the flag as `global::remote::free` does) while the owner takes the
-    /// flag and collects (as `ThreadPolicy::refill` does). Checks: every
-    /// chunk is collected exactly once, `used` stays right, a reused chunk's
-    /// last write happens before its reuse, and no chunk is left on the list
-    /// without the flag raised.
-    #[test]
-    fn loom_remote_frees_are_collected_exactly_once() {
-        loom::model(|| {
+    /// Two threads each free one chunk (of pools `targets[0]` and
+    /// `targets[1]`) while the owner collects through its queue twice, with
+    /// a direct collection of pool 0 (the allocation slow path) between.
+    /// Checks: every chunk is collected exactly once, a reused chunk's last
+    /// write happens before its reuse, `used` stays right, no pool is on the
+    /// queue twice or on it without its bit, and at the end (all joined) a
+    /// pool with chunks on its remote stack has its bit set and is on the
+    /// queue (no lost wake-up), a pool with its bit set is on the queue
+    /// exactly once, and one more collection through the queue empties
+    /// every stack.
+    fn model(targets: [usize; 2]) {
+        loom::model(move || {
             let sh = Arc::new(Shared::new());
-            // The owner hands out three chunks; two go to other threads.
-            let mut out = Vec::new();
-            for _ in 0..3 {
-                // SAFETY: the owner thread, before any other exists.
-                let (c, fresh) = unsafe { (*sh.pool).take() }.unwrap();
-                assert!(fresh);
-                out.push(c.as_ptr() as usize);
+            // The owner hands out two chunks of each pool; one of each
+            // target goes to another thread.
+            let mut out = [[0usize; 2]; POOLS];
+            for (p, o) in out.iter_mut().enumerate() {
+                for c in o.iter_mut() {
+                    // SAFETY: the owner thread, before any other exists.
+                    let (ch, fresh) = unsafe { (*sh.pools[p]).take() }.unwrap();
+                    assert!(fresh);
+                    *c = ch.as_ptr() as usize;
+                }
             }
-            let freed = [out[0], out[1]];
+            let freed = if targets[0] == targets[1] {
+                [out[targets[0]][0], out[targets[0]][1]]
+            } else {
+                [out[targets[0]][0], out[targets[1]][0]]
+            };
             let pushers: Vec<_> = freed
                 .iter()
                 .map(|&c| {
                     let sh = sh.clone();
-                    thread::spawn(move || {
-                        let i = sh.index(c);
-                        // SAFETY: the cell's own pointer; loom checks the
-                        // access against the owner's.
-                        sh.data[i].with_mut(|d| unsafe { *d = i + 1 });
-                        // SAFETY: a live pool and a chunk start of it that
-                        // this thread holds and hands back.
-                        if unsafe { Pool::push_remote(sh.pool, c) } {
-                            sh.flag.raise();
-                        }
-                    })
+                    thread::spawn(move || sh.free_remote(c))
                 })
                 .collect();
-            // The owner, concurrently: refill's step, twice.
             let mut got = Vec::new();
-            for _ in 0..2 {
-                // SAFETY: the owner reads its own pool.
-                if sh.flag.take() && unsafe { (*sh.pool).has_remote() } {
-                    sh.collect(&mut got);
-                }
-            }
+            // Without a yield here loom never runs the pushers before the
+            // owner's collections (checked: every execution then collected
+            // nothing before the joins).
+            thread::yield_now();
+            sh.collect_queue(&mut got);
+            sh.collect_direct(0, &mut got);
+            sh.collect_queue(&mut got);
             for p in pushers {
                 p.join().unwrap();
             }
-            // SAFETY: every other thread is done.
-            let pool = unsafe { &mut *sh.pool };
-            // No notice lost: chunks left on the list have the flag raised.
-            assert!(!pool.has_remote() || sh.flag.take());
-            // The allocation path collects without the flag.
-            sh.collect(&mut got);
-            got.sort_unstable();
-            assert_eq!(got, freed);
-            assert!(!pool.has_remote());
-            assert_eq!(pool.used(), 3);
-            for &c in &out {
-                // SAFETY: chunks of this pool the owner holds, freed once.
-                assert!(unsafe { push(pool, c) });
+            // No lost wake-up: what is left is queued, each pool once.
+            // SAFETY: every other thread is done; the pools taken off the
+            // queue go back onto it, each once, with their bits still set.
+            let queued: Vec<usize> = unsafe {
+                let mut v = Vec::new();
+                let list = sh.queue.take();
+                for_each_queued(list, |pool| v.push(sh.pool_index(pool)));
+                for &p in &v {
+                    sh.queue.push(sh.pools[p]);
+                }
+                v
+            };
+            for p in 0..POOLS {
+                // SAFETY: every other thread is done.
+                let pool = unsafe { &*sh.pools[p] };
+                let on = queued.iter().filter(|&&q| q == p).count();
+                assert_eq!(on, pool.is_queued() as usize, "pool {p}");
+                let word = pool.remote.load(Ordering::Relaxed);
+                assert!(word & !QUEUED == 0 || word & QUEUED != 0, "lost wake-up");
             }
-            assert_eq!(pool.used(), 0);
+            sh.collect_queue(&mut got);
+            got.sort_unstable();
+            let mut want = freed.to_vec();
+            want.sort_unstable();
+            assert_eq!(got, want);
+            for p in 0..POOLS {
+                // SAFETY: every other thread is done.
+                let pool = unsafe { &mut *sh.pools[p] };
+                assert!(!pool.remote_in_use());
+                assert_eq!(pool.used(), 2);
+            }
+            // Every chunk back once: the owner frees what it kept, and the
+            // collected ones it reused.
+            for (&pool, chunks) in sh.pools.iter().zip(&out) {
+                // SAFETY: every other thread is done.
+                let pool = unsafe { &mut *pool };
+                for &c in chunks {
+                    // SAFETY: chunks of this pool the owner holds, freed once.
+                    assert!(unsafe { push(pool, c) });
+                }
+                assert_eq!(pool.used(), 0);
+            }
         });
+    }
+
+    #[test]
+    fn loom_remote_frees_into_two_pools() {
+        model([0, 1]);
+    }
+
+    #[test]
+    fn loom_remote_frees_into_one_pool() {
+        model([0, 0]);
     }
 }

@@ -222,11 +222,12 @@ impl Segment {
     /// (decommitted: they read as zero afterwards) and frees the slot.
     ///
     /// # Safety
-    /// The pool in `slot` is live, holds no live chunk and no chunk on its
-    /// remote list, is on no list, and nothing uses its memory any more.
+    /// The pool in `slot` is live, holds no live chunk, its remote word is 0
+    /// (no chunk on its remote stack, not queued), is on no list, and
+    /// nothing uses its memory any more.
     pub unsafe fn release_pool(&mut self, slot: usize) {
         let pool = &mut self.pools[slot];
-        debug_assert!(pool.is_live() && pool.used() == 0 && !pool.has_remote());
+        debug_assert!(pool.is_live() && pool.used() == 0 && !pool.remote_in_use());
         debug_assert!(!pool.avail.is_linked() && !pool.empty.is_linked());
         let (first, n) = pool.page_range();
         let start = pool.start();

@@ -9,6 +9,7 @@
 //! cannot live in a `static`.
 
 use crate::list::List;
+use crate::pool::Pool;
 use crate::segment::{AbandonedList, Segment};
 use crate::sync::Ordering;
 use core::cell::UnsafeCell;
@@ -196,6 +197,46 @@ impl<W: LockWord> AbandonedSegments<W> {
             }
         })
     }
+
+    /// The owner of `seg`, read under the lock, for a thread that must queue
+    /// `pool` (a pool of `seg` whose `QUEUED` bit it set, or took off its own
+    /// queue for a segment it no longer owns); when the owner is null (the
+    /// segment is abandoned) it clears the bit under the lock
+    /// ([`Pool::unqueue`]) and returns null: the pool's chunks then wait on
+    /// its remote stack for the segment's adopter, which collects them when
+    /// it takes the segment (`Core::adopt_segment`), and the next remote free
+    /// into the pool sets the bit and queues it on its then owner.
+    ///
+    /// Under the lock no one adopts the segment between the read and the
+    /// clear, so an adopter either sees the bit set by a later push (and that
+    /// pusher queues the pool on it) or its collection takes every chunk.
+    ///
+    /// # Safety
+    /// `seg` is a live segment; `pool` is one of its pools with `QUEUED`
+    /// set, on no queue, which the caller is entitled to queue.
+    pub(crate) unsafe fn owner_or_unqueue(&self, seg: *mut Segment, pool: *const Pool) -> *mut () {
+        self.with(|_| {
+            // SAFETY: `seg` is live (its queued pool pins it); owners move to
+            // or from null only under the lock we hold, so a null owner
+            // stays null until we release it (`unqueue`'s contract).
+            unsafe {
+                let owner = (*seg).owner.load(Ordering::Acquire);
+                if owner.is_null() {
+                    Pool::unqueue(pool);
+                }
+                owner
+            }
+        })
+    }
+}
+
+/// [`AbandonedSegments::owner_or_unqueue`] on [`ABANDONED`].
+///
+/// # Safety
+/// As [`AbandonedSegments::owner_or_unqueue`].
+pub(crate) unsafe fn owner_or_unqueue(seg: *mut Segment, pool: *const Pool) -> *mut () {
+    // SAFETY: the caller keeps `owner_or_unqueue`'s contract.
+    unsafe { ABANDONED.owner_or_unqueue(seg, pool) }
 }
 
 /// Segments whose thread exited while they held live chunks, owner null.
@@ -414,6 +455,90 @@ mod loom_tests {
             abandon(&sh);
             let b = b.join().unwrap();
             check(&sh, b);
+        });
+    }
+
+    /// A thread of core `C` frees a chunk into a pool of the segment while
+    /// core `A`'s thread exits and core `B` then adopts the segment through
+    /// the list: `C`'s push sets the pool's `QUEUED` bit and it queues the
+    /// pool on the owner it reads (`thread_core::enqueue`), or, finding the
+    /// segment abandoned, clears the bit under the lock
+    /// ([`AbandonedSegments::owner_or_unqueue`]). No wake-up is lost: at the
+    /// end the chunk was collected by the adopter, or is on the stack with
+    /// the bit set (the pool queued on the owner `C` read), or is on the
+    /// stack of a still-abandoned segment with the bit clear (its adopter
+    /// collects it).
+    #[test]
+    fn loom_remote_free_races_abandon_and_adoption() {
+        use crate::pool::Pool;
+        loom::model(|| {
+            let sh = Arc::new(Shared::new());
+            let layout = Layout::from_size_align(2 * 64, crate::size_class::PAGE).unwrap();
+            // SAFETY: a non-zero size.
+            let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+            // SAFETY: slot 0 of the model's segment, not shared yet.
+            let pool = unsafe { Segment::pool_ptr(sh.seg, 0) };
+            // SAFETY: as above; the memory is the model's, page-aligned.
+            let chunk = unsafe {
+                (*pool).init(mem, 2 * 64, 64, 0, 0);
+                (*pool).take().unwrap().0.as_ptr() as usize
+            };
+            let pool_addr = pool as usize;
+            let c = {
+                let sh = sh.clone();
+                thread::spawn(move || {
+                    let pool = core::ptr::with_exposed_provenance_mut::<Pool>(pool_addr);
+                    // SAFETY: a live pool and a chunk of it this thread
+                    // holds; a true return makes it the one that queues it.
+                    unsafe {
+                        if !Pool::push_remote(pool, chunk) {
+                            return None;
+                        }
+                        let owner = sh.owner();
+                        Some(if owner.is_null() {
+                            sh.list.owner_or_unqueue(sh.seg, pool)
+                        } else {
+                            owner
+                        } as usize)
+                    }
+                })
+            };
+            // Let C run first in some executions (loom does not preempt the
+            // model's main thread for it otherwise).
+            thread::yield_now();
+            abandon(&sh);
+            // Core B's refill: adopt through the list and collect what the
+            // segment's pools hold (as `Core::adopt_segment` does).
+            let mut collected = 0;
+            if let Some(seg) = sh.list.pop_to(core_ptr(B)) {
+                sh.use_state(A, B);
+                // SAFETY: the segment is B's now; its pool is B's.
+                collected = unsafe { (*Segment::pool_ptr(seg, 0)).collect_remote() };
+            }
+            let queued_on = c.join().unwrap().expect("the first push sets the bit");
+            // SAFETY: every other thread is done.
+            let p = unsafe { &mut *pool };
+            let owner = sh.owner();
+            // The bit is set iff the pool is on the queue of the owner C
+            // read (else it would be pinned for ever on no queue).
+            assert_eq!(p.is_queued(), queued_on != 0);
+            if collected == 0 {
+                // The chunk is still on the stack: queued on the owner C
+                // read, or waiting for the adopter of an abandoned segment.
+                if p.is_queued() {
+                    assert!(queued_on == A || queued_on == B);
+                } else {
+                    assert_eq!(queued_on, 0);
+                    assert!(owner.is_null(), "chunk stranded in an owned segment");
+                }
+                assert_eq!(p.collect_remote(), 1);
+            }
+            assert_eq!(p.used(), 0);
+            if owner.is_null() {
+                check(&sh, None);
+            }
+            // SAFETY: allocated above with this layout; no one uses it.
+            unsafe { std::alloc::dealloc(mem, layout) };
         });
     }
 }

@@ -1,17 +1,18 @@
 //! A thread's core: the flist core with the thread policy. Beyond an
 //! `Arena`'s core it counts against the process budget, keeps a bounded
 //! reserve of empty pools (then hands the oldest back to the OS), collects
-//! chunks other threads freed, and adopts abandoned segments. At thread exit
-//! it keeps its memory for the next thread ([`retire`]) unless the warm idle
-//! heaps are over their bounds (`threads.rs`), when the oldest warm one
-//! abandons its segments ([`abandon`]).
+//! chunks other threads freed through its queue of pools ([`collect_queue`]),
+//! and adopts abandoned segments. At thread exit it keeps its memory for the
+//! next thread ([`retire`]) unless the warm idle heaps are over their bounds
+//! (`threads.rs`), when the oldest warm one abandons its segments
+//! ([`abandon`]).
 
 use super::abandoned::SpinLock;
 use super::{abandoned, budget, threads};
 use crate::flist_core::{Core, Policy};
 use crate::list::{Adapter, Link, List};
 use crate::os;
-use crate::pool::{EmptyQueue, Pool, RemoteFlag};
+use crate::pool::{EmptyQueue, Pool, PoolQueue};
 use crate::segment::Segment;
 use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
@@ -41,10 +42,19 @@ pub(crate) struct Reserve {
 
 /// What a thread's core keeps beyond an `Arena`'s.
 pub(crate) struct ThreadPolicy {
-    /// Raised by other threads after they push a chunk onto one of our
-    /// pools' empty remote lists; cores are never unmapped, so a late raise
-    /// is harmless.
-    pub(crate) remote_flag: RemoteFlag,
+    /// Pools of our segments into which other threads freed chunks: the
+    /// free that sets a pool's `QUEUED` bit pushes the pool here (see
+    /// `Pool`'s `remote`); the owner takes the whole queue in its slow path
+    /// ([`collect_queue`]). Cores are never unmapped, so a push onto the
+    /// queue of a core whose thread has gone is harmless: the pool waits
+    /// there for the core's next thread (which hands it on if the segment
+    /// has moved), and stays live meanwhile.
+    pub(crate) queue: PoolQueue,
+    /// True while the core collects its queue or adopts a segment: a pool
+    /// emptied then does not make [`ThreadPolicy::pool_emptied`] collect the
+    /// queue itself (no recursion, and the caller's pointers to pools stay
+    /// valid).
+    collecting: bool,
     /// Guards `reserve`: the list, its members' `empty` links, their
     /// `decommitted` flags and `emptied_ms` times, and `bytes`. The owner takes it to put pools on
     /// or take them off (only the owner changes the list, so it may read a
@@ -92,7 +102,8 @@ impl ThreadPolicy {
     /// A fresh policy with the reserve bounds of the configuration.
     pub(crate) fn new(reserve_pools: usize, reserve_bytes: usize) -> ThreadPolicy {
         ThreadPolicy {
-            remote_flag: RemoteFlag::new(),
+            queue: PoolQueue::new(),
+            collecting: false,
             reserve_lock: SpinLock::new(),
             reserve: UnsafeCell::new(Reserve {
                 pools: List::NEW,
@@ -162,7 +173,7 @@ impl Reserve {
 unsafe fn let_go(core: &mut ThreadCore, p: *mut Pool) -> bool {
     // SAFETY: contract.
     unsafe {
-        if (*p).used() == 0 && !(*p).has_remote() {
+        if (*p).used() == 0 && !(*p).remote_in_use() {
             core.release_pool_and_segment(p);
             true
         } else {
@@ -199,7 +210,14 @@ impl Policy for ThreadPolicy {
     /// Unless it is its slab's last pool with room, takes the pool off its
     /// slab's list and onto the reserve, then hands the oldest reserve pools
     /// back until both bounds hold again (one out per one in is not enough
-    /// once the oldest pools are smaller than the newest).
+    /// once the oldest pools are smaller than the newest). A pool whose
+    /// remote word is in use is not released (`let_go`).
+    ///
+    /// Then, on a free, collects the core's queue of pools if any are
+    /// queued: a thread that only frees (a consumer) never takes its
+    /// allocation slow path, and a pool on its queue is pinned (never
+    /// released) until collected, so without this its pools emptied by its
+    /// own frees would stay held.
     unsafe fn pool_emptied(core: &mut ThreadCore, pool: *mut Pool) {
         // SAFETY: `pool` is a live pool of ours on its slab's list
         // (contract), and so is every reserve member; releasing a popped
@@ -225,6 +243,10 @@ impl Policy for ThreadPolicy {
                 let_go(core, p);
             }
         }
+        // `pool` is not touched any more: collecting may release it.
+        if !core.policy.collecting && !core.policy.queue.is_empty() {
+            collect_queue(core);
+        }
     }
 
     unsafe fn pool_released(core: &mut ThreadCore, pool: *mut Pool) {
@@ -237,10 +259,10 @@ impl Policy for ThreadPolicy {
         }
     }
 
-    /// Collects chunks other threads freed (when told there are some), then
-    /// adopts an abandoned segment.
+    /// Collects the queued pools (the slab has no pool left, or none with
+    /// room), then adopts an abandoned segment.
     fn refill(core: &mut ThreadCore) -> bool {
-        if core.policy.remote_flag.take() && core.collect_remote_frees() {
+        if collect_queue(core) {
             return true;
         }
         match abandoned::pop_to((core as *mut ThreadCore).cast()) {
@@ -281,7 +303,7 @@ impl Policy for ThreadPolicy {
                 let mut looked = 0;
                 while !p.is_null() {
                     let bytes = (*p).bytes();
-                    if !(*p).has_remote() && bytes >= chunk {
+                    if !(*p).remote_in_use() && bytes >= chunk {
                         if (*p).slab() == idx {
                             // Warm all through (every chunk was handed out)
                             // first: the next thread repeats the last one's
@@ -414,7 +436,7 @@ unsafe fn decommit_older(lock: &SpinLock, reserve: *const Reserve, now: u32, del
         let mut p = r.pools.head();
         while !p.is_null() {
             if !(*p).is_decommitted()
-                && !(*p).has_remote()
+                && !(*p).remote_in_use()
                 && now.wrapping_sub((*p).emptied_ms) >= delay
             {
                 let bytes = (*p).bytes();
@@ -430,17 +452,60 @@ unsafe fn decommit_older(lock: &SpinLock, reserve: *const Reserve, now: u32, del
     }
 }
 
+/// Takes `core`'s queue of pools whole and collects it (see
+/// [`Core::collect_queue`]); pools of segments `core` no longer owns are
+/// handed on with [`enqueue`]. True when any chunk was collected.
+#[cold]
+#[inline(never)]
+pub(crate) fn collect_queue(core: &mut ThreadCore) -> bool {
+    let list = core.policy.queue.take();
+    let was = core::mem::replace(&mut core.policy.collecting, true);
+    // SAFETY: taken just now by the core's owner from its own queue; a
+    // foreign pool has its bit set and is on no queue any more, and we took
+    // it off ours, so we may queue it again.
+    let found = unsafe { core.collect_queue(list, |pool, seg| enqueue(pool, seg)) };
+    core.policy.collecting = was;
+    found
+}
+
+/// Queues `pool` (of `seg`) on the queue of the segment's owner; or, if the
+/// segment is abandoned, clears its `QUEUED` bit under the abandoned lock,
+/// leaving its chunks to the adopter ([`abandoned::owner_or_unqueue`]). After
+/// the push only the owner core is touched (never unmapped).
+///
+/// # Safety
+/// `seg` is live; `pool` is a pool of it with `QUEUED` set, on no queue,
+/// which the caller is entitled to queue: the remote free whose push set
+/// the bit, or a core that took the pool off its own queue.
+pub(crate) unsafe fn enqueue(pool: *mut Pool, seg: *mut Segment) {
+    // SAFETY: contract; the set bit keeps the pool and its segment live
+    // until the pool is on a queue or unqueued; cores are never unmapped.
+    unsafe {
+        let mut owner = (*seg).owner();
+        if owner.is_null() {
+            owner = abandoned::owner_or_unqueue(seg, pool);
+        }
+        if !owner.is_null() {
+            (*owner.cast::<ThreadCore>()).policy.queue.push(pool);
+        }
+    }
+}
+
 /// Takes a segment whose owner was just set to `core`.
 ///
 /// # Safety
 /// `seg` was removed from the abandoned list with its owner set to `core`.
 pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
+    let was = core::mem::replace(&mut core.policy.collecting, true);
     // SAFETY: contract: the segment is ours alone, on no list.
     let pools = unsafe { core.adopt_segment(seg) };
+    core.policy.collecting = was;
     stats::POOLS_ABANDONED.fetch_sub(pools as isize, Ordering::Relaxed);
 }
 
-/// At thread exit: collects the chunks other threads freed, moves every
+/// At thread exit: collects the chunks other threads freed (its queue of
+/// pools; a pool queued later waits there for the next thread that takes
+/// the core, live, with its segment), moves every
 /// empty pool onto the reserve (those whose pages were all touched newest),
 /// hands the oldest reserve pools back until
 /// the core holds at most `max_bytes` of pools (or the reserve is empty),
@@ -448,9 +513,7 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
 /// that takes the core.
 pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
     core.invariant();
-    if core.policy.remote_flag.take() {
-        core.collect_remote_frees();
-    }
+    collect_queue(core);
     // Every empty pool onto the reserve, where the next thread's new pools
     // look for the warmest first (the last empty pool of a slab kept on its
     // list may have a fresh, never-touched tail); then the bounds again.
@@ -500,7 +563,15 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
 /// empty pools and empty segments to the OS, abandons the rest to other
 /// threads, and leaves the core empty, ready for the next thread (a thread
 /// exit over the warm idle bound, a dead thread's core, `trim`).
+///
+/// The queue is collected first, and again once the segments are abandoned:
+/// a pool queued in between is then handed on (its segment now abandoned or
+/// adopted). A pool queued after that (its pusher read this core as the
+/// owner before the segment was abandoned) waits on this core's queue for
+/// the core's next thread, which hands it on; until then it stays live,
+/// with its segment.
 pub(crate) fn abandon(core: &mut ThreadCore) {
+    collect_queue(core);
     core.invariant();
     // SAFETY: the reserve's members are live pools of ours.
     core.policy.with_reserve(|r| unsafe { r.pools.invariant() });
@@ -516,5 +587,5 @@ pub(crate) fn abandon(core: &mut ThreadCore) {
             abandoned::push(seg);
         });
     }
-    core.policy.remote_flag.clear();
+    collect_queue(core);
 }
