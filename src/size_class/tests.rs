@@ -9,14 +9,37 @@ fn table_shape() {
         let (a, b) = (w[0], w[1]);
         assert!(a < b);
         assert_eq!(b % 8, 0);
-        let bound = 8usize.max((a / 20) & !7);
+        let bound = 8usize.max((a / WASTE_DIV) & !7);
         assert!(b - a <= bound, "{a} -> {b} gap above {bound}");
     }
 }
 
 #[test]
-fn sixty_seven_is_seventy_two() {
-    assert_eq!(suitable_slab(67), 72);
+fn four_slabs_per_doubling() {
+    assert_eq!(
+        slabs()[..21],
+        [
+            8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
+            512, 640
+        ]
+    );
+    assert_eq!(NUM_SLABS, 144);
+    assert_eq!(SMALL_SLABS, 24);
+    // From 64 B on, every doubling holds exactly 4 slabs.
+    let mut p = 64;
+    while p < MAX_ARENA_SIZE {
+        let n = slabs().iter().filter(|&&s| s > p && s <= 2 * p).count();
+        assert_eq!(n, 4, "slabs in ({p}, {}]", 2 * p);
+        p *= 2;
+    }
+    assert!(slabs().contains(&LARGEST_FLIST_SIZE));
+}
+
+#[test]
+fn sixty_seven_is_eighty() {
+    assert_eq!(suitable_slab(67), 80);
+    assert_eq!(suitable_slab(64), 64);
+    assert_eq!(suitable_slab(65), 80);
     assert_eq!(suitable_slab(1), 8);
     assert_eq!(suitable_slab(0), 8);
     assert_eq!(suitable_slab(MAX_ARENA_SIZE), MAX_ARENA_SIZE);
@@ -49,17 +72,17 @@ fn check(size: usize, align: usize) {
     }
     let waste = slab - size.max(1);
     if align <= 8 {
-        if size > 160 {
+        if size > 8 * WASTE_DIV {
             assert!(
-                waste * 20 <= size,
-                "size {size}: slab {slab} wastes over 5%"
+                waste * WASTE_DIV <= size,
+                "size {size}: slab {slab} wastes over 1/{WASTE_DIV}"
             );
         } else {
             assert!(waste < 8);
         }
     } else {
         assert!(
-            waste <= size / 20 + align,
+            waste <= size / WASTE_DIV + align,
             "size {size} align {align} slab {slab}"
         );
     }
@@ -67,7 +90,7 @@ fn check(size: usize, align: usize) {
 
 #[test]
 fn every_small_size_and_alignment() {
-    // Under miri: every size across the 8-byte steps and the first 5 %
+    // Under miri: every size across the 8-byte steps and the first 25 %
     // ones, at every fourth alignment (the rest is sampled below).
     let (max, align_step) = if cfg!(miri) { (200, 4) } else { (65536, 1) };
     let mut shift = 0;
