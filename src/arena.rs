@@ -93,7 +93,7 @@ fn next_tag() -> usize {
 /// use flistalloc::Arena;
 /// let arena = Arena::new(1 << 20);
 /// let p = arena.alloc(67);
-/// assert_eq!(arena.chunk_size(p.as_ptr()), 80);
+/// assert_eq!(arena.chunk_size(p.as_ptr()), 72);
 /// // SAFETY: p came from this arena and is not used afterwards.
 /// unsafe { arena.free(p.as_ptr()) };
 /// arena.release();

@@ -1165,6 +1165,7 @@ impl<P: Policy> Core<P> {
     /// The first direct-table entry that is not its slab's avail head (or
     /// the empty pool for an empty list or a slab not served), if any.
     #[cfg(any(test, debug_assertions))]
+    #[cfg_attr(loom, allow(dead_code))] // its tests do not run under loom
     fn direct_out_of_step(&self) -> Option<usize> {
         (0..DIRECT_ENTRIES).find(|&k| {
             let idx = size_class::slab_index(k * 8);

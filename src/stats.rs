@@ -7,8 +7,8 @@
 /// let p = arena.alloc(100);
 /// let info = arena.info();
 /// assert_eq!(info.capacity, 1 << 20);
-/// assert_eq!(info.allocated, 112);           // slab size of the live chunk
-/// assert_eq!(info.heap, 16384);               // the first pool of slab 112
+/// assert_eq!(info.allocated, 104);           // slab size of the live chunk
+/// assert_eq!(info.heap, 16384);               // the first pool of slab 104
 /// # unsafe { arena.free(p.as_ptr()) };
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,8 @@ use core::sync::atomic::AtomicBool;
 pub(crate) trait LockWord: Sync {
     /// `compare_exchange_weak` of the atomic.
     fn cas_weak(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool;
+    /// `compare_exchange` of the atomic (no spurious failure).
+    fn cas(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool;
     /// `store` of the atomic.
     fn store(&self, value: bool, order: Ordering);
     /// Waits before the `spins`-th retry of a contended lock.
@@ -30,6 +32,11 @@ impl LockWord for AtomicBool {
     #[inline(always)]
     fn cas_weak(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool {
         self.compare_exchange_weak(current, new, ok, err).is_ok()
+    }
+
+    #[inline(always)]
+    fn cas(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool {
+        self.compare_exchange(current, new, ok, err).is_ok()
     }
 
     #[inline(always)]
@@ -51,6 +58,10 @@ impl LockWord for AtomicBool {
 impl LockWord for crate::sync::AtomicBool {
     fn cas_weak(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool {
         self.compare_exchange_weak(current, new, ok, err).is_ok()
+    }
+
+    fn cas(&self, current: bool, new: bool, ok: Ordering, err: Ordering) -> bool {
+        self.compare_exchange(current, new, ok, err).is_ok()
     }
 
     fn store(&self, value: bool, order: Ordering) {
@@ -92,9 +103,12 @@ impl<W: LockWord> SpinLock<W> {
     }
 
     /// Takes the lock if it is free; false (nothing taken) if it is held.
+    /// A strong compare-exchange: a weak one may fail spuriously (on
+    /// aarch64), and a caller that skips a free lock (the budget reclaim)
+    /// would fail an allocation it could have served.
     pub(crate) fn try_lock(&self) -> bool {
         self.0
-            .cas_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .cas(false, true, Ordering::Acquire, Ordering::Relaxed)
     }
 
     pub(crate) fn unlock(&self) {

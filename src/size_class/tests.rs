@@ -17,16 +17,20 @@ fn table_shape() {
 #[test]
 fn four_slabs_per_doubling() {
     assert_eq!(
-        slabs()[..21],
+        slabs()[..24],
         [
-            8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
-            512, 640
+            8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 160, 192, 224, 256,
+            320, 384, 448, 512
         ]
     );
-    assert_eq!(NUM_SLABS, 144);
-    assert_eq!(SMALL_SLABS, 24);
-    // From 64 B on, every doubling holds exactly 4 slabs.
-    let mut p = 64;
+    assert_eq!(NUM_SLABS, 148);
+    assert_eq!(SMALL_SLABS, 28);
+    // Every multiple of 8 up to FINE_MAX, then 4 slabs per doubling.
+    assert_eq!(
+        slabs().iter().filter(|&&s| s <= FINE_MAX).count(),
+        FINE_MAX / 8
+    );
+    let mut p = FINE_MAX;
     while p < MAX_ARENA_SIZE {
         let n = slabs().iter().filter(|&&s| s > p && s <= 2 * p).count();
         assert_eq!(n, 4, "slabs in ({p}, {}]", 2 * p);
@@ -36,10 +40,11 @@ fn four_slabs_per_doubling() {
 }
 
 #[test]
-fn sixty_seven_is_eighty() {
-    assert_eq!(suitable_slab(67), 80);
+fn sixty_seven_is_seventy_two() {
+    // The seed's own example.
+    assert_eq!(suitable_slab(67), 72);
     assert_eq!(suitable_slab(64), 64);
-    assert_eq!(suitable_slab(65), 80);
+    assert_eq!(suitable_slab(129), 160);
     assert_eq!(suitable_slab(1), 8);
     assert_eq!(suitable_slab(0), 8);
     assert_eq!(suitable_slab(MAX_ARENA_SIZE), MAX_ARENA_SIZE);

@@ -662,9 +662,9 @@ fn info_and_utilization_after_a_known_sequence() {
         (i.heap, i.allocated)
     };
 
-    let a = arena.alloc(100); // slab 112, new 16 KiB pool
-    assert_eq!(arena.chunk_size(a.as_ptr()), 112);
-    assert_eq!(now(), (16384, 112));
+    let a = arena.alloc(100); // slab 104, new 16 KiB pool
+    assert_eq!(arena.chunk_size(a.as_ptr()), 104);
+    assert_eq!(now(), (16384, 104));
     let o1 = arena.info().overhead;
     assert!(
         o1 > o0 && (o1 - o0).is_multiple_of(PAGE),
@@ -672,25 +672,25 @@ fn info_and_utilization_after_a_known_sequence() {
     );
 
     let b = arena.alloc(100); // same pool
-    assert_eq!(now(), (16384, 224));
-    let c = arena.alloc(67); // slab 80, new 16 KiB pool
-    assert_eq!(arena.chunk_size(c.as_ptr()), 80);
-    assert_eq!(now(), (32768, 304));
+    assert_eq!(now(), (16384, 208));
+    let c = arena.alloc(67); // slab 72, new 16 KiB pool
+    assert_eq!(arena.chunk_size(c.as_ptr()), 72);
+    assert_eq!(now(), (32768, 280));
     let d = arena.alloc(4096); // slab 4096, new 16 KiB pool of 4 chunks
-    assert_eq!(now(), (49152, 4400));
+    assert_eq!(now(), (49152, 4376));
     let e = arena.alloc(20000); // slab 20480 (5 pages): pool of one chunk
     assert_eq!(arena.chunk_size(e.as_ptr()), 20480);
-    assert_eq!(now(), (69632, 24880));
+    assert_eq!(now(), (69632, 24856));
     let f = arena.alloc_layout(layout(100, 64)); // slab 128, new 16 KiB pool
     assert_eq!(arena.chunk_size(f.as_ptr()), 128);
     assert_eq!(f.as_ptr() as usize % 64, 0);
-    assert_eq!(now(), (86016, 25008));
+    assert_eq!(now(), (86016, 24984));
     // SAFETY: b is ours, freed once.
     unsafe { arena.free(b.as_ptr()) };
-    assert_eq!(now(), (86016, 24896));
+    assert_eq!(now(), (86016, 24880));
     let z = arena.alloc(0); // slab 8, new 16 KiB pool
     assert_eq!(arena.chunk_size(z.as_ptr()), 8);
-    assert_eq!(now(), (102400, 24904));
+    assert_eq!(now(), (102400, 24888));
 
     // All of it fits the first segment: the overhead did not move.
     assert_eq!(arena.info().overhead, o1);
@@ -699,7 +699,7 @@ fn info_and_utilization_after_a_known_sequence() {
         Info {
             capacity: MIB,
             heap: 102400,
-            allocated: 24904,
+            allocated: 24888,
             overhead: o1
         }
     );
@@ -714,30 +714,30 @@ fn info_and_utilization_after_a_known_sequence() {
         arena.utilization(),
         vec![
             use_of(8, 1, 16384 / 8),
-            use_of(80, 1, 16384 / 80),
-            use_of(112, 1, 16384 / 112),
+            use_of(72, 1, 16384 / 72),
+            use_of(104, 1, 16384 / 104),
             use_of(128, 1, 16384 / 128),
             use_of(4096, 1, 4),
             use_of(20480, 1, 1),
         ]
     );
-    assert_eq!(arena.utilization()[1].held, 204);
-    assert_eq!(arena.utilization()[2].held, 146);
+    assert_eq!(arena.utilization()[1].held, 227);
+    assert_eq!(arena.utilization()[2].held, 157);
     assert_eq!(arena.utilization()[4].ratio, 0.25);
 
     // trim: nothing is empty yet.
     assert_eq!(arena.trim(), 0);
     // Emptying the 4096 and 20480 slabs frees exactly their pools.
     free_all(&arena, [d, e]);
-    assert_eq!(arena.info().allocated, 24904 - 4096 - 20480);
+    assert_eq!(arena.info().allocated, 24888 - 4096 - 20480);
     assert_eq!(arena.trim(), 16384 + 20480);
-    assert_eq!(now(), (65536, 328));
+    assert_eq!(now(), (65536, 312));
     assert_eq!(arena.utilization().len(), 4);
-    // a is still live in the 112 pool (b's chunk is free in it): kept.
+    // a is still live in the 104 pool (b's chunk is free in it): kept.
     free_all(&arena, [c, f, z]);
     assert_eq!(arena.trim(), 3 * 16384);
-    assert_eq!(now(), (16384, 112));
-    assert_eq!(arena.utilization(), vec![use_of(112, 1, 146)]);
+    assert_eq!(now(), (16384, 104));
+    assert_eq!(arena.utilization(), vec![use_of(104, 1, 157)]);
     free_all(&arena, [a]);
     assert_eq!(arena.trim(), 16384);
     assert_eq!(now(), (0, 0));
@@ -748,7 +748,7 @@ fn info_and_utilization_after_a_known_sequence() {
 
     // After a trim a slab starts again from a 16 KiB first pool.
     let again = arena.alloc(100);
-    assert_eq!(now(), (16384, 112));
+    assert_eq!(now(), (16384, 104));
     free_all(&arena, [again]);
 }
 
@@ -866,7 +866,7 @@ fn overhead_is_a_header_per_segment_plus_the_core() {
     assert_eq!(arena.info().heap, 12 * MIB + small_heap);
     assert_eq!(
         arena.info().allocated,
-        12 * MIB + 8 + 112 + 1024 + 4096 + 20480
+        12 * MIB + 8 + 104 + 1024 + 4096 + 20480
     );
     // Its last byte is ours to write.
     // SAFETY: r holds 6 MiB.
@@ -1212,15 +1212,15 @@ fn grow_and_shrink_stay_in_place_within_a_slab() {
     let arena = Arena::new(MIB);
     let a = &arena;
     let block = a.allocate(layout(70, 8)).unwrap();
-    assert_eq!(block.len(), 80);
+    assert_eq!(block.len(), 72);
     let p = block.cast::<u8>();
     write_counting(p, 70);
 
-    // 70 -> 72: same slab (80), same pointer.
+    // 70 -> 72: same slab, same pointer.
     // SAFETY: p is a live block fitting (70, 8).
     let g = unsafe { a.grow(p, layout(70, 8), layout(72, 8)) }.unwrap();
     assert_eq!(g.cast::<u8>(), p);
-    assert_eq!(g.len(), 80);
+    assert_eq!(g.len(), 72);
     write_counting(p, 72);
 
     // 72 -> 200: a new slab (224), moved, content kept, old chunk returned.
@@ -1232,7 +1232,7 @@ fn grow_and_shrink_stay_in_place_within_a_slab() {
     assert!(is_counting(q, 72));
     assert_eq!(arena.chunk_size(q.as_ptr()), 224);
     assert_eq!(arena.info().allocated, 224);
-    write_counting(q, 224);
+    write_counting(q, 200);
 
     // 200 -> 193: same slab, in place.
     // SAFETY: q is a live block fitting (200, 8).
@@ -1276,11 +1276,11 @@ fn grow_and_shrink_stay_in_place_within_a_slab() {
 fn grow_zeroed_zeroes_the_new_bytes() {
     let arena = Arena::new(MIB);
     let a = &arena;
-    // Dirty the first 72 bytes of an 80-byte chunk, then view it as a (70, 8) block.
+    // Dirty a 72-byte chunk entirely, then view it as a (70, 8) block.
     let p = a.allocate(layout(72, 8)).unwrap().cast::<u8>();
-    // SAFETY: the block holds 80 bytes.
+    // SAFETY: the block holds 72 bytes.
     unsafe { p.as_ptr().write_bytes(0xFF, 72) };
-    // SAFETY: p is a live block; (70, 8) fits it (between 70 and its 80 bytes).
+    // SAFETY: p is a live block; (70, 8) fits it (between 70 and its 72 bytes).
     let g = unsafe { a.grow_zeroed(p, layout(70, 8), layout(72, 8)) }.unwrap();
     assert_eq!(g.cast::<u8>(), p);
     // SAFETY: 72 live bytes.
@@ -1426,7 +1426,7 @@ fn arena_is_send() {
     })
     .join()
     .unwrap();
-    assert_eq!(arena.info().allocated, 64 + 112);
+    assert_eq!(arena.info().allocated, 64 + 104);
     // SAFETY: both are live chunks of this arena, freed once.
     unsafe {
         arena.free(p as *mut u8);
