@@ -8,7 +8,7 @@
 static GLOBAL: flistalloc::Flist = flistalloc::Flist::new();
 
 mod common;
-use common::{child_ok, is_child, Rng, DONE};
+use common::{child_ok_echo, is_child, Rng, DONE};
 
 /// Bytes each thread allocates (then frees).
 const BYTES: usize = 4 << 20;
@@ -54,11 +54,9 @@ fn next_thread_inherits_a_warm_heap() {
     }
     // An hour's purge delay: the warm reserve must not be decommitted by
     // time if the machine stalls between the two threads.
-    let out = child_ok(
+    child_ok_echo(
         "next_thread_inherits_a_warm_heap",
         &[("FLISTALLOC_PURGE_DELAY", "3600000")],
+        "minor faults",
     );
-    for line in out.lines().filter(|l| l.starts_with("minor faults")) {
-        eprintln!("child: {line}");
-    }
 }

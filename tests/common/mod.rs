@@ -50,6 +50,16 @@ pub fn child_ok(name: &str, env: &[(&str, &str)]) -> String {
     stderr
 }
 
+/// [`child_ok`], then echoes the child's stderr lines that contain `tag`
+/// (its figures) on this test's stderr, prefixed `child: `.
+pub fn child_ok_echo(name: &str, env: &[(&str, &str)], tag: &str) -> String {
+    let stderr = child_ok(name, env);
+    for line in stderr.lines().filter(|l| l.contains(tag)) {
+        eprintln!("child: {line}");
+    }
+    stderr
+}
+
 /// Runs the child and checks it aborted (SIGABRT); returns its stderr.
 pub fn child_aborts(name: &str, env: &[(&str, &str)]) -> String {
     let (status, stderr) = run_child(name, env);
