@@ -1202,7 +1202,8 @@ impl<P: Policy> Core<P> {
 /// # Safety
 /// `p` is a live pool (its `start` is fixed while it lives).
 pub(crate) unsafe fn segment_of_pool(p: *const Pool) -> *mut Segment {
-    // SAFETY: contract.
+    // SAFETY: `p` is a live pool (caller), so its header slot lies in a
+    // mapped segment header and `start` is fixed while the pool lives.
     Segment::from_addr(unsafe { (*p).start() } as usize & !(SEGMENT_SIZE - 1))
 }
 

@@ -139,7 +139,9 @@ pub(crate) unsafe fn ptr(h: *mut Large) -> *mut u8 {
 /// # Safety
 /// `h` is the header of a block the caller holds.
 pub(crate) unsafe fn usable(h: *mut Large) -> usize {
-    // SAFETY: contract.
+    // SAFETY: the caller holds the block, so its mapping (and the header at
+    // its base) stays mapped, and `usable` changes only by the holder
+    // (`Large::usable`'s invariant): a plain read does not race.
     unsafe { (*h).usable }
 }
 
@@ -148,7 +150,8 @@ pub(crate) unsafe fn usable(h: *mut Large) -> usize {
 /// # Safety
 /// As [`usable`].
 pub(crate) unsafe fn counted(h: *mut Large) -> usize {
-    // SAFETY: contract.
+    // SAFETY: as in `usable`: the held block's header is mapped, and
+    // `offset` and `usable` change only by the holder or the cache's taker.
     unsafe { (*h).offset + (*h).usable }
 }
 
@@ -167,7 +170,9 @@ pub(crate) unsafe fn map_bytes(h: *mut Large) -> usize {
 /// `h` is the header of a block the caller holds, or of a cached mapping
 /// the caller took.
 pub(crate) unsafe fn touched(h: *mut Large) -> usize {
-    // SAFETY: contract.
+    // SAFETY: the caller holds the block or took the mapping from the
+    // cache, so the header is mapped and `touched` changes only by that
+    // caller (`Large::touched`).
     unsafe { (*h).touched }
 }
 
@@ -176,7 +181,8 @@ pub(crate) unsafe fn touched(h: *mut Large) -> usize {
 /// # Safety
 /// `h` is the header of a block the caller holds.
 pub(crate) unsafe fn fits(h: *mut Large, size: usize) -> Option<usize> {
-    // SAFETY: contract.
+    // SAFETY: the held block's header is mapped; `offset` changes only by
+    // the cache's taker and `map_bytes` never, so neither races.
     let (offset, map) = unsafe { ((*h).offset, (*h).map_bytes) };
     let end = offset.checked_add(size)?.checked_add(PAGE - 1)? & !(PAGE - 1);
     (end <= map).then_some(end)
@@ -212,7 +218,8 @@ pub(crate) unsafe fn resize(h: *mut Large, size: usize) {
 /// # Safety
 /// `h` is a live mapping's header.
 pub(crate) unsafe fn release(h: *mut Large) -> bool {
-    // SAFETY: contract.
+    // SAFETY: a live mapping's header is mapped; `state` is atomic, so a
+    // racing second free is ordered by the swap (one of them sees LIVE).
     unsafe { (*h).state.swap(FREE, Ordering::AcqRel) == LIVE }
 }
 
