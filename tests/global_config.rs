@@ -90,16 +90,10 @@ fn bad_reserve_values_warn_once_and_use_the_default() {
             "bad_reserve_values_warn_once_and_use_the_default",
             &[(var, value)],
         );
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("flistalloc:"))
-            .collect();
-        assert_eq!(lines.len(), 1, "{var}={value}: {stderr}");
+        let line = one_warning(&stderr, &format!("{var}={value}"));
         assert!(
-            lines[0].contains(&format!("bad {var}={value}"))
-                && lines[0].contains("using the default"),
-            "{var}={value}: {}",
-            lines[0]
+            line.contains(&format!("bad {var}={value}")) && line.contains("using the default"),
+            "{var}={value}: {line}"
         );
     }
 }
@@ -166,16 +160,22 @@ fn bad_purge_delay_warns_once_and_uses_the_default() {
             "bad_purge_delay_warns_once_and_uses_the_default",
             &[("FLISTALLOC_PURGE_DELAY", value)],
         );
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("flistalloc:"))
-            .collect();
-        assert_eq!(lines.len(), 1, "{value}: {stderr}");
+        let line = one_warning(&stderr, value);
         assert!(
-            lines[0].contains(&format!("bad FLISTALLOC_PURGE_DELAY={value}"))
-                && lines[0].contains("using the default, 250"),
-            "{value}: {}",
-            lines[0]
+            line.contains(&format!("bad FLISTALLOC_PURGE_DELAY={value}"))
+                && line.contains("using the default, 250"),
+            "{value}: {line}"
         );
     }
+}
+
+/// The one line of the child's stderr that starts `flistalloc:` (its
+/// warning); fails, naming `what`, unless there is exactly one.
+fn one_warning<'a>(stderr: &'a str, what: &str) -> &'a str {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("flistalloc:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{what}: {stderr}");
+    lines[0]
 }
