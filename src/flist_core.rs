@@ -20,7 +20,7 @@ use crate::segment::{
     OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
 };
 use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
-use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE};
+use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE, SMALL_MAX};
 use crate::stats::{Info, SlabUse};
 use crate::sync::Ordering;
 use core::alloc::Layout;
@@ -136,10 +136,13 @@ pub(crate) struct Core<P: Policy> {
     /// The direct table (mimalloc's `pages_free_direct`): entry
     /// `size_class::direct_index(size)` of a size up to `SMALL_MAX` is the
     /// head of the avail list of that size's slab, or [`empty_pool`] when
-    /// the list is empty or the slab is not in `lo..=hi`. Invariant: kept
-    /// in step with every avail list by [`Core::sync_direct`], which every
-    /// change of a list's head goes through (the `avail_*` methods). So the
-    /// allocation fast path is one load and a pop, with no null test.
+    /// the list is empty or the entry is not served: some size it stands
+    /// for lies outside `min_size..=max_size` ([`Core::direct_served`]).
+    /// Invariant: kept in step with every avail list by
+    /// [`Core::sync_direct`], which every change of a list's head goes
+    /// through (the `avail_*` methods). So the allocation fast path is one
+    /// load and a pop, with no null test and no range check: a pop that
+    /// succeeds is a size the core serves.
     direct: [*mut Pool; DIRECT_ENTRIES],
     /// `hi - lo + 1` slab states, right after the core in its mapping.
     slabs: *mut SlabState,
@@ -300,6 +303,38 @@ impl<P: Policy> Core<P> {
         Ok(())
     }
 
+    /// The allocation fast path of the `Arena`: a chunk for `size` bytes,
+    /// aligned to 8, popped through the direct table, or null when that
+    /// misses (a size above `SMALL_MAX`, a size of an entry not served,
+    /// the head pool's free list empty); the caller then takes
+    /// [`alloc`](Core::alloc), which does every check. A size compare, one
+    /// table load and the pop: the range check is in the table (an entry
+    /// standing for a size out of range is the empty pool).
+    #[inline(always)]
+    pub fn alloc_direct(&mut self, size: usize) -> *mut u8 {
+        if size > SMALL_MAX {
+            return null_mut();
+        }
+        // SAFETY: size <= SMALL_MAX, checked above.
+        unsafe { self.pop_direct(size) }
+    }
+
+    /// The direct-table entries whose every size lies in
+    /// `min_size..=max_size`: entry 0 stands for size 0, entry `k >= 1` for
+    /// sizes `8k - 7..=8k`. Only these point at a pool; the others stay the
+    /// empty pool, so their sizes always take the checked path.
+    fn direct_served(&self) -> core::ops::Range<usize> {
+        let lo = if self.min_size == 0 {
+            0
+        } else {
+            // The first k with 8k - 7 >= min_size.
+            (self.min_size + 7).div_ceil(8)
+        };
+        // The last k with 8k <= max_size (entry 0, size 0, when max is 0..7).
+        let hi = (self.max_size / 8 + 1).min(DIRECT_ENTRIES);
+        lo..hi.max(lo)
+    }
+
     /// Allocates a chunk for `size` bytes, aligned to 8.
     #[inline(always)]
     pub fn alloc(&mut self, size: usize) -> Result<NonNull<u8>, Error> {
@@ -343,7 +378,8 @@ impl<P: Policy> Core<P> {
 
     /// Pops a chunk for a request of `size <= SMALL_MAX` bytes with
     /// alignment at most 8 through the direct table, or returns null (the
-    /// caller then takes its slow path): the global allocator's fast path.
+    /// caller then takes its slow path): the global allocator's fast path,
+    /// and the `Arena`'s through [`alloc_direct`](Core::alloc_direct).
     ///
     /// # Safety
     /// `size <= SMALL_MAX`.
@@ -369,7 +405,9 @@ impl<P: Policy> Core<P> {
         // SAFETY: idx is in range (contract).
         let head = unsafe { (*self.slab(idx)).avail.head() };
         let head = if head.is_null() { empty_pool() } else { head };
-        for k in size_class::direct_range(idx) {
+        let served = self.direct_served();
+        let range = size_class::direct_range(idx);
+        for k in range.start.max(served.start)..range.end.min(served.end) {
             self.direct[k] = head;
         }
     }
@@ -1163,13 +1201,14 @@ impl<P: Policy> Core<P> {
     }
 
     /// The first direct-table entry that is not its slab's avail head (or
-    /// the empty pool for an empty list or a slab not served), if any.
+    /// the empty pool for an empty list, a slab not in `lo..=hi` or an
+    /// entry not served), if any.
     #[cfg(any(test, debug_assertions))]
     #[cfg_attr(loom, allow(dead_code))] // its tests do not run under loom
     fn direct_out_of_step(&self) -> Option<usize> {
         (0..DIRECT_ENTRIES).find(|&k| {
             let idx = size_class::slab_index(k * 8);
-            let head = if idx >= self.lo && idx <= self.hi {
+            let head = if idx >= self.lo && idx <= self.hi && self.direct_served().contains(&k) {
                 // SAFETY: idx is in lo..=hi.
                 unsafe { (*self.slab(idx)).avail.head() }
             } else {

@@ -1451,3 +1451,54 @@ fn arena_is_not_sync() {
     impl<T: ?Sized + Sync> AmbiguousIfSync<Invalid> for T {}
     <Arena as AmbiguousIfSync<_>>::some_item();
 }
+
+/// The fast path serves sizes up to 1 KiB through a table with one entry
+/// per 8 bytes of size; a chunk range whose ends fall inside an entry must
+/// still refuse the sizes just outside it once that entry's slab has pools
+/// with free chunks (the sizes inside keep working, on the checked path).
+#[test]
+fn chunk_range_ends_inside_a_table_entry_are_still_checked() {
+    let ranges = [(10, 100), (9, 1000), (1, 8), (0, 7), (17, 17), (1000, 1023)];
+    for (min, max) in ranges {
+        let arena = Arena::with_chunk_range(MIB, min, max);
+        let outside = |size: usize| Err(Error::SizeOutOfRange { size, min, max });
+        for round in 0..3 {
+            // Warm every slab the range touches: a chunk of each end freed,
+            // so the slab's head pool has a free chunk.
+            for size in [min, max] {
+                let p = arena.alloc(size);
+                assert!(arena.chunk_size(p.as_ptr()) >= size);
+                // SAFETY: p is ours and not used afterwards.
+                unsafe { arena.free(p.as_ptr()) };
+            }
+            if min > 0 {
+                assert_eq!(arena.try_alloc(min - 1), outside(min - 1), "round {round}");
+                assert_eq!(
+                    arena.try_alloc_layout(layout(min - 1, 8)),
+                    outside(min - 1),
+                    "round {round}"
+                );
+                let msg = panic_message(|| {
+                    arena.alloc(min - 1);
+                });
+                assert!(msg.contains("outside this arena's chunk range"), "{msg}");
+            }
+            assert_eq!(arena.try_alloc(max + 1), outside(max + 1), "round {round}");
+            assert_eq!(
+                arena.try_alloc_layout(layout(max + 1, 1)),
+                outside(max + 1),
+                "round {round}"
+            );
+        }
+        // Every size of the range is served, and a freed chunk is reused.
+        for size in min..=max.min(min + 40) {
+            let p = arena.alloc(size);
+            // SAFETY: p is ours and not used afterwards.
+            unsafe { arena.free(p.as_ptr()) };
+            assert_eq!(arena.alloc(size), p, "size {size} of {min}..={max}");
+            // SAFETY: as above.
+            unsafe { arena.free(p.as_ptr()) };
+        }
+        assert_eq!(arena.info().allocated, 0);
+    }
+}
