@@ -295,19 +295,15 @@ impl Arena {
     pub fn alloc(&self, size: usize) -> NonNull<u8> {
         // The fast path: a size compare, one table load and the pop. Every
         // size it cannot serve (out of range, above 1 KiB, head pool dry,
-        // another backend) goes to `alloc_checked`, which does every check.
-        match NonNull::new(self.core().alloc_direct(size)) {
-            Some(p) => p,
-            None => self.alloc_checked(size),
-        }
-    }
-
-    /// [`Arena::alloc`] past its fast path: every check, a new pool, the
-    /// panic.
-    #[inline(never)]
-    #[track_caller]
-    fn alloc_checked(&self, size: usize) -> NonNull<u8> {
-        let r = self.core().alloc(size);
+        // another backend) goes on to the core's `alloc`, which does every
+        // check.
+        let r = {
+            let mut core = self.core();
+            if let Some(p) = NonNull::new(core.alloc_direct(size)) {
+                return p;
+            }
+            core.alloc(size)
+        };
         match r {
             Ok(p) => p,
             Err(e) => self.alloc_miss(e, 1),
@@ -323,16 +319,13 @@ impl Arena {
     #[inline]
     pub fn try_alloc(&self, size: usize) -> Result<NonNull<u8>, Error> {
         // As in `alloc`: the fast path, else every check.
-        match NonNull::new(self.core().alloc_direct(size)) {
-            Some(p) => Ok(p),
-            None => self.try_alloc_checked(size),
-        }
-    }
-
-    /// [`Arena::try_alloc`] past its fast path.
-    #[inline(never)]
-    fn try_alloc_checked(&self, size: usize) -> Result<NonNull<u8>, Error> {
-        let r = self.core().alloc(size);
+        let r = {
+            let mut core = self.core();
+            if let Some(p) = NonNull::new(core.alloc_direct(size)) {
+                return Ok(p);
+            }
+            core.alloc(size)
+        };
         match r {
             Ok(p) => Ok(p),
             Err(e) => self.try_alloc_miss(e, 1).map(|(p, _)| p),
@@ -357,19 +350,15 @@ impl Arena {
     pub fn alloc_layout(&self, layout: Layout) -> NonNull<u8> {
         // Every slab is a multiple of 8, so up to align 8 the size's chunk
         // fits the layout and the fast path of `alloc` serves it.
-        if layout.align() <= 8 {
-            if let Some(p) = NonNull::new(self.core().alloc_direct(layout.size())) {
-                return p;
+        let r = {
+            let mut core = self.core();
+            if layout.align() <= 8 {
+                if let Some(p) = NonNull::new(core.alloc_direct(layout.size())) {
+                    return p;
+                }
             }
-        }
-        self.alloc_layout_checked(layout)
-    }
-
-    /// [`Arena::alloc_layout`] past its fast path.
-    #[inline(never)]
-    #[track_caller]
-    fn alloc_layout_checked(&self, layout: Layout) -> NonNull<u8> {
-        let r = self.core().alloc_layout(layout);
+            core.alloc_layout(layout)
+        };
         match r {
             Ok((p, _)) => p,
             Err(e) => self.alloc_miss(e, layout.align()),
@@ -393,21 +382,18 @@ impl Arena {
     /// usable size).
     #[inline]
     pub(crate) fn alloc_with_len(&self, layout: Layout) -> Result<(NonNull<u8>, usize), Error> {
-        if layout.align() <= 8 {
-            if let Some(p) = NonNull::new(self.core().alloc_direct(layout.size())) {
-                // A direct pop is a size up to `SMALL_MAX` in range, from
-                // its own slab.
-                let idx = size_class::slab_index(layout.size());
-                return Ok((p, size_class::slab_size(idx)));
+        let r = {
+            let mut core = self.core();
+            if layout.align() <= 8 {
+                if let Some(p) = NonNull::new(core.alloc_direct(layout.size())) {
+                    // A direct pop is a size up to `SMALL_MAX` in range,
+                    // from its own slab.
+                    let idx = size_class::slab_index(layout.size());
+                    return Ok((p, size_class::slab_size(idx)));
+                }
             }
-        }
-        self.alloc_with_len_checked(layout)
-    }
-
-    /// [`Arena::alloc_with_len`] past its fast path.
-    #[inline(never)]
-    fn alloc_with_len_checked(&self, layout: Layout) -> Result<(NonNull<u8>, usize), Error> {
-        let r = self.core().alloc_layout(layout);
+            core.alloc_layout(layout)
+        };
         match r {
             Ok((p, idx)) => Ok((p, size_class::slab_size(idx))),
             Err(e) => self.try_alloc_miss(e, layout.align()),
