@@ -1478,10 +1478,13 @@ fn chunk_range_ends_inside_a_table_entry_are_still_checked() {
                     outside(min - 1),
                     "round {round}"
                 );
-                let msg = panic_message(|| {
-                    arena.alloc(min - 1);
-                });
-                assert!(msg.contains("outside this arena's chunk range"), "{msg}");
+                // A panic takes seconds under miri: the try_ twins do there.
+                if !cfg!(miri) {
+                    let msg = panic_message(|| {
+                        arena.alloc(min - 1);
+                    });
+                    assert!(msg.contains("outside this arena's chunk range"), "{msg}");
+                }
             }
             assert_eq!(arena.try_alloc(max + 1), outside(max + 1), "round {round}");
             assert_eq!(
