@@ -46,9 +46,11 @@ pub(crate) struct ThreadPolicy {
     /// free that sets a pool's `QUEUED` bit pushes the pool here (see
     /// `Pool`'s `remote`); the owner takes the whole queue in its slow path
     /// ([`collect_queue`]). Cores are never unmapped, so a push onto the
-    /// queue of a core whose thread has gone is harmless: the pool waits
-    /// there for the core's next thread (which hands it on if the segment
-    /// has moved), and stays live meanwhile.
+    /// queue of a core whose thread has gone is harmless: the pusher
+    /// collects the queue for the idle core if it can ([`enqueue`],
+    /// `threads::service_idle`), handing the pool on if its segment has
+    /// moved; otherwise the pool waits there, live, for the next push or the
+    /// core's next thread.
     pub(crate) queue: PoolQueue,
     /// True while the core collects its queue or adopts a segment: a pool
     /// emptied then does not make [`ThreadPolicy::pool_emptied`] collect the
@@ -640,9 +642,10 @@ impl ThreadPolicy {
 /// The queue is collected first, and again once the segments are abandoned:
 /// a pool queued in between is then handed on (its segment now abandoned or
 /// adopted). A pool queued after that (its pusher read this core as the
-/// owner before the segment was abandoned) waits on this core's queue for
-/// the core's next thread, which hands it on; until then it stays live,
-/// with its segment.
+/// owner before the segment was abandoned) is handed on by the pusher itself
+/// once the core is idle ([`enqueue`]); if that cannot run (another thread
+/// services or reaps heaps then) it waits on this core's queue for the next
+/// push or the core's next thread, and stays live, with its segment.
 pub(crate) fn abandon(core: &mut ThreadCore) {
     collect_queue(core);
     core.invariant();

@@ -617,18 +617,14 @@ pub(crate) fn reap_dead() -> usize {
         unsafe {
             let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
             match libc::pthread_mutex_trylock(m) {
-                libc::EOWNERDEAD => {
-                    if reap_one(c) {
-                        reaped += 1;
-                    }
-                }
+                libc::EOWNERDEAD => reaped += usize::from(reap_one(c)),
                 0 => {
                     // Idle: attach and exit change `attached` only while
                     // holding the lock, so an unlocked core is detached.
                     debug_assert!(!(*c).policy.attached);
                     libc::pthread_mutex_unlock(m);
                 }
-                _ => {} // held by a live thread (or a parent's thread, after fork)
+                _ => {} // held by a live thread, a servicer (`service_idle`), or a parent's thread after fork
             }
             c = (*c).policy.next_all;
         }
@@ -730,8 +726,7 @@ extern "C" fn fork_child() {
     REAP_LOCK.unlock();
     // glibc gives the child an empty robust-mutex list: the forking thread's
     // core lock is still marked as held by its parent-side thread id. Make a
-    // fresh one and hold it again. (Cores of the other threads, which do not
-    // exist in the child, stay marked as held and are never reclaimed.)
+    // fresh one and hold it again.
     let core = current();
     if core as usize > DETACHED {
         // SAFETY: this thread's live core; no other thread exists yet in the
@@ -741,4 +736,69 @@ extern "C" fn fork_child() {
             lock_owner(core);
         }
     }
+    child_release_others(core);
+}
+
+/// In a `fork` child (only the forking thread exists), for every other
+/// thread core: what is safe to give back.
+///
+/// * A core whose owner lock is held belonged to a thread that does not
+///   exist here (or to one abandoning an idle heap). That thread may have
+///   been stopped by the fork in the middle of any operation on its private
+///   state (slab lists, pools, segments: owner-only, no lock), so only its
+///   reserve is touched: every reserve was consistent across the fork
+///   (`fork_prepare` held every reserve lock), and its pools are decommitted
+///   and their bytes given back to the budget, as a reclaim over the budget
+///   does. Its other pools stay held (their chunks may be live in the
+///   child, which may free them: those frees queue pools on the core, which
+///   nobody collects). Its thread no longer counts in `stats().threads`.
+/// * A core no thread was attached to and that is off the idle stack was
+///   on its way onto it (a thread exiting) or off it (a thread attaching):
+///   nobody was inside it (no servicer ran: `fork_prepare` held
+///   `REAP_LOCK`), so it is whole; it gives up its memory and goes onto the
+///   idle stack cold, usable by the child's threads.
+/// * Idle cores on the stack are whole and stay as they are, warm ones
+///   with their memory, for the child's new threads.
+fn child_release_others(own: *mut ThreadCore) {
+    let mut gone: isize = 0;
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped) with initialised
+        // locks; only this thread exists, so a lock we take is not
+        // contended, and a core whose lock is free and that is attached to
+        // no thread is used by nobody (see above). Reserve locks are free
+        // (released above) and their reserves consistent.
+        unsafe {
+            if c != own {
+                let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
+                match libc::pthread_mutex_trylock(m) {
+                    0 => {
+                        let lost = !(*c).policy.attached && !(*c).policy.idle.is_linked();
+                        if lost {
+                            thread_core::abandon(&mut *c);
+                        }
+                        libc::pthread_mutex_unlock(m);
+                        if lost {
+                            push_idle(c);
+                        }
+                    }
+                    libc::EOWNERDEAD => {
+                        // Its thread exited without detaching it before
+                        // the fork: reclaim it as `reap_dead` would.
+                        REAP_LOCK.lock();
+                        reap_one(c);
+                        REAP_LOCK.unlock();
+                    }
+                    _ => {
+                        thread_core::decommit_reserve(c);
+                        if (*c).policy.attached {
+                            gone += 1;
+                        }
+                    }
+                }
+            }
+            c = (*c).policy.next_all;
+        }
+    }
+    stats::THREADS.fetch_sub(gone, Ordering::Relaxed);
 }
