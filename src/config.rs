@@ -35,13 +35,19 @@ const MAX_PURGE_DELAY_MS: usize = 3_600_000;
 /// the next new thread: an exiting thread's heap goes onto the idle stack
 /// warm, and a new thread takes the warm heap on top first, so thread churn
 /// does not fault pages in again. An exiting heap first hands its oldest
-/// reserve pools back until it holds at most `WARM_IDLE_BYTES`; then, while
-/// over either bound, the exiting thread abandons the oldest warm idle
-/// heap's segments (as thread exit did before warm heaps), leaving it cold
-/// on the stack. So warm idle heaps hold at most 8 MiB of pools together
-/// (what the 10,000-thread churn test's 16 MiB RSS bound leaves room for).
+/// reserve pools back until its reserve holds at most `WARM_IDLE_BYTES`;
+/// then, while more than `WARM_IDLE_HEAPS` heaps are warm, the exiting
+/// thread abandons the oldest warm heap's segments (as thread exit did
+/// before warm heaps), leaving it cold on the stack; and while the warm
+/// heaps' reserves hold more than `WARM_IDLE_BYTES` committed bytes
+/// together, it decommits the reserves of the oldest warm heaps. So idle
+/// heaps hold at most 8 MiB of empty pools together (what the
+/// 10,000-thread churn test's 16 MiB RSS bound leaves room for), plus the
+/// pools that still hold live chunks (whose pages abandoning would not
+/// give back either; the next thread of the heap fills them first).
 pub(crate) const WARM_IDLE_HEAPS: usize = 8;
-/// Bytes of pools (empty or not) all warm idle heaps hold together, at most.
+/// Committed bytes of empty pools all warm idle heaps' reserves hold
+/// together, at most.
 pub(crate) const WARM_IDLE_BYTES: usize = 8 << 20;
 
 /// Every setting of the global allocator.

@@ -18,7 +18,7 @@ use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{fence, AtomicBool, Ordering};
 
 /// The per-thread state of the global allocator.
 pub(crate) type ThreadCore = Core<ThreadPolicy>;
@@ -46,9 +46,11 @@ pub(crate) struct ThreadPolicy {
     /// free that sets a pool's `QUEUED` bit pushes the pool here (see
     /// `Pool`'s `remote`); the owner takes the whole queue in its slow path
     /// ([`collect_queue`]). Cores are never unmapped, so a push onto the
-    /// queue of a core whose thread has gone is harmless: the pool waits
-    /// there for the core's next thread (which hands it on if the segment
-    /// has moved), and stays live meanwhile.
+    /// queue of a core whose thread has gone is harmless: the pusher
+    /// collects the queue for the idle core if it can ([`enqueue`],
+    /// `threads::service_idle`), handing the pool on if its segment has
+    /// moved; otherwise the pool waits there, live, for the next push or the
+    /// core's next thread.
     pub(crate) queue: PoolQueue,
     /// True while the core collects its queue or adopts a segment: a pool
     /// emptied then does not make [`ThreadPolicy::pool_emptied`] collect the
@@ -72,8 +74,9 @@ pub(crate) struct ThreadPolicy {
     /// Link in the stack of idle thread cores (`threads.rs`).
     pub(crate) idle: Link<ThreadCore>,
     /// Whether this idle core still holds its pools and segments (a warm
-    /// idle heap, `threads.rs`), and the bytes of pools it held when it
-    /// went idle. Read and written under the idle stack's lock.
+    /// idle heap, `threads.rs`), and the committed bytes of its reserve
+    /// when it went idle (0 once the idle stack's byte bound decommitted
+    /// them). Read and written under the idle stack's lock.
     pub(crate) warm: bool,
     pub(crate) warm_bytes: usize,
     /// A robust mutex the thread using this core holds from attach to its
@@ -82,6 +85,12 @@ pub(crate) struct ThreadPolicy {
     /// Whether a thread uses this core; read and written only while holding
     /// `owner_lock`.
     pub(crate) attached: bool,
+    /// `!attached`, readable without the lock: set by thread exit before
+    /// it releases `owner_lock`, cleared by attach once it holds it. Only a
+    /// hint (a free that queues a pool here reads it to decide whether to
+    /// collect the queue for the idle heap, `threads::service_idle`, which
+    /// checks `attached` under the lock).
+    pub(crate) idle_hint: AtomicBool,
     /// Link in the list of every thread core ever made (never unmapped);
     /// written once, before the core is published.
     pub(crate) next_all: *mut ThreadCore,
@@ -116,6 +125,7 @@ impl ThreadPolicy {
             warm_bytes: 0,
             owner_lock: libc::PTHREAD_MUTEX_INITIALIZER,
             attached: false,
+            idle_hint: AtomicBool::new(false),
             next_all: null_mut(),
         }
     }
@@ -132,9 +142,21 @@ impl ThreadPolicy {
     /// Takes the oldest pool off the reserve if the reserve is over its
     /// bounds (or always, with `all`); null if not.
     fn pop_oldest(&self, all: bool) -> *mut Pool {
-        let (max_pools, max_bytes) = (self.reserve_pools, self.reserve_bytes);
+        self.pop_oldest_over(if all { 0 } else { self.reserve_bytes })
+    }
+
+    /// Takes the oldest pool off the reserve if the reserve holds more than
+    /// `max_bytes` bytes or `reserve_pools` pools (any pool when `max_bytes`
+    /// is 0); null if not.
+    fn pop_oldest_over(&self, max_bytes: usize) -> *mut Pool {
+        let max_pools = if max_bytes == 0 {
+            0
+        } else {
+            self.reserve_pools
+        };
+        let max_bytes = max_bytes.min(self.reserve_bytes);
         self.with_reserve(|r| {
-            if !all && r.pools.len() <= max_pools && r.bytes <= max_bytes {
+            if r.pools.len() <= max_pools && r.bytes <= max_bytes {
                 return null_mut();
             }
             let p = r.pools.head();
@@ -471,7 +493,10 @@ pub(crate) fn collect_queue(core: &mut ThreadCore) -> bool {
 /// Queues `pool` (of `seg`) on the queue of the segment's owner; or, if the
 /// segment is abandoned, clears its `QUEUED` bit under the abandoned lock,
 /// leaving its chunks to the adopter ([`abandoned::owner_or_unqueue`]). After
-/// the push only the owner core is touched (never unmapped).
+/// the push only the owner core is touched (never unmapped). If no thread
+/// uses the owner (an idle heap), collects its queue for it
+/// ([`threads::service_idle`]), so memory freed into an idle heap does not
+/// wait for the heap's next thread.
 ///
 /// # Safety
 /// `seg` is live; `pool` is a pool of it with `QUEUED` set, on no queue,
@@ -486,8 +511,32 @@ pub(crate) unsafe fn enqueue(pool: *mut Pool, seg: *mut Segment) {
             owner = abandoned::owner_or_unqueue(seg, pool);
         }
         if !owner.is_null() {
-            (*owner.cast::<ThreadCore>()).policy.queue.push(pool);
+            let owner = owner.cast::<ThreadCore>();
+            (*owner).policy.queue.push(pool);
+            // Pairs with the fence in thread exit: either it sees our push
+            // (and collects its queue itself) or we see its hint.
+            fence(Ordering::SeqCst);
+            if (*owner).policy.idle_hint.load(Ordering::Relaxed) {
+                threads::service_idle(owner);
+            }
         }
+    }
+}
+
+/// For an idle heap (`threads::service_idle`): collects its queue, then
+/// hands the oldest reserve pools back until the reserve holds at most
+/// `max_bytes` (what the idle stack counted for it), so the pools emptied
+/// by the collection do not grow it past the warm idle heaps' bound.
+pub(crate) fn service(core: &mut ThreadCore, max_bytes: usize) {
+    collect_queue(core);
+    loop {
+        let p = core.policy.pop_oldest_over(max_bytes);
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: a live pool of ours with no live chunk, just taken off
+        // the reserve.
+        unsafe { let_go(core, p) };
     }
 }
 
@@ -507,10 +556,12 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
 /// pools; a pool queued later waits there for the next thread that takes
 /// the core, live, with its segment), moves every
 /// empty pool onto the reserve (those whose pages were all touched newest),
-/// hands the oldest reserve pools back until
-/// the core holds at most `max_bytes` of pools (or the reserve is empty),
-/// and keeps everything else (pools, reserve, segments) for the next thread
-/// that takes the core.
+/// hands the oldest reserve pools back until the reserve holds at most
+/// `max_bytes` (and its own bounds), and keeps everything else (pools with
+/// live chunks, the reserve, segments) for the next thread that takes the
+/// core. Pools with live chunks are not bounded here: giving them up
+/// ([`abandon`]) would return none of their pages, and the next thread of
+/// this heap fills their free chunks before it makes new pools.
 pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
     core.invariant();
     collect_queue(core);
@@ -549,13 +600,37 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
         }
     });
     loop {
-        let p = core.policy.pop_oldest(core.heap_bytes() > max_bytes);
+        let p = core.policy.pop_oldest_over(max_bytes);
         if p.is_null() {
             break;
         }
         // SAFETY: a live pool of ours with no live chunk, just taken off
         // the reserve.
         unsafe { let_go(core, p) };
+    }
+    debug_assert!(core.policy.warm_reserve_bytes() <= core.heap_bytes());
+}
+
+impl ThreadPolicy {
+    /// Bytes of the reserve's pools whose pages are still committed: what
+    /// the heap holds that no live chunk needs (and what [`abandon`] or a
+    /// decommit would give back), for the warm idle heaps' byte bound.
+    pub(crate) fn warm_reserve_bytes(&self) -> usize {
+        self.with_reserve(|r| {
+            let mut bytes = 0;
+            let mut p = r.pools.head();
+            while !p.is_null() {
+                // SAFETY: members are live pools of ours on this list; we
+                // hold the lock, which guards their `decommitted` flags.
+                unsafe {
+                    if !(*p).is_decommitted() {
+                        bytes += (*p).bytes();
+                    }
+                    p = List::<EmptyQueue>::next(p);
+                }
+            }
+            bytes
+        })
     }
 }
 
@@ -567,9 +642,10 @@ pub(crate) fn retire(core: &mut ThreadCore, max_bytes: usize) {
 /// The queue is collected first, and again once the segments are abandoned:
 /// a pool queued in between is then handed on (its segment now abandoned or
 /// adopted). A pool queued after that (its pusher read this core as the
-/// owner before the segment was abandoned) waits on this core's queue for
-/// the core's next thread, which hands it on; until then it stays live,
-/// with its segment.
+/// owner before the segment was abandoned) is handed on by the pusher itself
+/// once the core is idle ([`enqueue`]); if that cannot run (another thread
+/// services or reaps heaps then) it waits on this core's queue for the next
+/// push or the core's next thread, and stays live, with its segment.
 pub(crate) fn abandon(core: &mut ThreadCore) {
     collect_queue(core);
     core.invariant();

@@ -113,9 +113,10 @@ static IDLE: Locked<IdleStack> = Locked::new(IdleStack {
 
 /// The idle cores. Invariant: the warm ones (`policy.warm`, still holding
 /// their memory) come first, newest first, and there are `warm` of them,
-/// at most `WARM_IDLE_HEAPS`, holding `warm_bytes` bytes of pools (their
-/// `policy.warm_bytes`), at most `WARM_IDLE_BYTES` (or one heap over it,
-/// for the moment its thread exits); the cold ones (empty) follow.
+/// at most `WARM_IDLE_HEAPS`, whose reserves held `warm_bytes` committed
+/// bytes when they went idle (their `policy.warm_bytes`; 0 once decommitted
+/// for the bound), at most `WARM_IDLE_BYTES` once a push is done; the cold
+/// ones (empty) follow.
 struct IdleStack {
     list: List<IdleList>,
     warm: usize,
@@ -326,15 +327,23 @@ unsafe fn push_idle(core: *mut ThreadCore) {
 }
 
 /// Puts a detached core that still holds its memory on top of the idle
-/// stack, warm; then, while the warm heaps are over their bounds
-/// (`config::WARM_IDLE_HEAPS`, `config::WARM_IDLE_BYTES`), abandons the
-/// oldest warm heap's memory (outside the lock) and puts it back cold.
+/// stack, warm; then, while there are more than `config::WARM_IDLE_HEAPS`
+/// warm heaps, abandons the oldest warm heap's memory (outside the lock)
+/// and puts it back cold; and while the warm heaps' committed reserves add
+/// up to more than `config::WARM_IDLE_BYTES`, decommits the reserves of the
+/// oldest warm heaps (they stay warm: their pools with live chunks, which
+/// abandoning would not give back, stay with them for their next thread).
 ///
 /// # Safety
 /// `core` is a live thread core that no thread uses, not on the stack.
 unsafe fn push_idle_warm(core: *mut ThreadCore) {
     let mut victims = [null_mut::<ThreadCore>(); 4];
     let mut n = 0;
+    let mut cooled = [null_mut::<ThreadCore>(); crate::config::WARM_IDLE_HEAPS + 1];
+    let mut m = 0;
+    // Outside the idle lock: walks the reserve under its own lock.
+    // SAFETY: `core` is live and used by no thread (contract).
+    let bytes = unsafe { (*core).policy.warm_reserve_bytes() };
     // SAFETY: as for `push_idle`; warm cores are a prefix of the stack (its
     // invariant), so the last of that prefix is the oldest warm one, and
     // one taken off the stack is used by no thread and reachable by no
@@ -343,22 +352,12 @@ unsafe fn push_idle_warm(core: *mut ThreadCore) {
     unsafe {
         IDLE.with(|idle| {
             (*core).policy.warm = true;
-            (*core).policy.warm_bytes = (*core).heap_bytes();
+            (*core).policy.warm_bytes = bytes;
             idle.warm += 1;
-            idle.warm_bytes += (*core).policy.warm_bytes;
+            idle.warm_bytes += bytes;
             idle.list.push_front(core);
-            while (idle.warm > crate::config::WARM_IDLE_HEAPS
-                || idle.warm_bytes > crate::config::WARM_IDLE_BYTES)
-                && n < victims.len()
-            {
-                let mut oldest = idle.list.head();
-                loop {
-                    let next = List::<IdleList>::next(oldest);
-                    if next.is_null() || !(*next).policy.warm {
-                        break;
-                    }
-                    oldest = next;
-                }
+            while idle.warm > crate::config::WARM_IDLE_HEAPS && n < victims.len() {
+                let oldest = oldest_warm(&idle.list);
                 idle.list.remove(oldest);
                 (*oldest).policy.warm = false;
                 idle.warm -= 1;
@@ -366,10 +365,58 @@ unsafe fn push_idle_warm(core: *mut ThreadCore) {
                 victims[n] = oldest;
                 n += 1;
             }
+            // Oldest first, towards the newest (the one just pushed holds
+            // at most `WARM_IDLE_BYTES`, `retire`'s bound, so the walk
+            // stops at it at the latest).
+            let mut c = oldest_warm(&idle.list);
+            while idle.warm_bytes > crate::config::WARM_IDLE_BYTES
+                && !c.is_null()
+                && m < cooled.len()
+            {
+                if (*c).policy.warm_bytes > 0 {
+                    idle.warm_bytes -= (*c).policy.warm_bytes;
+                    (*c).policy.warm_bytes = 0;
+                    cooled[m] = c;
+                    m += 1;
+                }
+                c = List::<IdleList>::prev(c);
+            }
         });
         for &v in &victims[..n] {
+            // A servicer (`service_idle`) may hold its owner lock.
+            hold_owner(v);
             thread_core::abandon(&mut *v);
+            release_owner(v);
             push_idle(v);
+        }
+        // Outside the idle lock; the heap may have been taken by a new
+        // thread meanwhile: the decommit only try-locks its reserve, as a
+        // reclaim over the budget does for live heaps.
+        for &c in &cooled[..m] {
+            thread_core::decommit_reserve(c);
+        }
+    }
+}
+
+/// The oldest warm core of the stack (the last of its warm prefix), or
+/// null if none is warm.
+///
+/// # Safety
+/// The caller holds the idle stack's lock; `list` is the stack.
+unsafe fn oldest_warm(list: &List<IdleList>) -> *mut ThreadCore {
+    let mut oldest = list.head();
+    // SAFETY: idle cores are live; their links and `warm` fields are read
+    // under the idle lock (contract).
+    unsafe {
+        if oldest.is_null() || !(*oldest).policy.warm {
+            return null_mut();
+        }
+        loop {
+            let next = List::<IdleList>::next(oldest);
+            if next.is_null() || !(*next).policy.warm {
+                return oldest;
+            }
+            oldest = next;
         }
     }
 }
@@ -395,9 +442,12 @@ pub(crate) fn cool_idle() -> usize {
         if c.is_null() {
             return cooled;
         }
-        // SAFETY: as above: ours alone until pushed back.
+        // SAFETY: as above: ours alone until pushed back, once a servicer
+        // (`service_idle`) that may hold its owner lock is done.
         unsafe {
+            hold_owner(c);
             thread_core::abandon(&mut *c);
+            release_owner(c);
             push_idle(c);
         }
         cooled += 1;
@@ -420,10 +470,96 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
     unsafe {
         thread_core::retire(&mut *core, crate::config::WARM_IDLE_BYTES);
         (*core).policy.attached = false;
+        (*core).policy.idle_hint.store(true, Ordering::Relaxed);
         libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock));
         push_idle_warm(core);
+        // Pairs with the fence in `thread_core::enqueue`: a pool queued
+        // since `retire` collected, by a free that did not see the hint, is
+        // collected here.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if !(*core).policy.queue.is_empty() {
+            service_idle(core);
+        }
     }
     stats::THREADS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Collects the queue of `core` for it if no thread uses it (an idle heap,
+/// on the idle stack or on its way there): called by a free that queued a
+/// pool on it (`thread_core::enqueue`). Never waits: it gives up if another
+/// thread services or reaps heaps now (`REAP_LOCK`, which the fork
+/// handlers hold, so no heap is mid-service across `fork`), or holds the
+/// core's owner lock (a thread attached to it, or taking it). While it runs
+/// it holds the owner lock, so a new thread that took the core off the
+/// idle stack waits for it in `attach`. The reserve is then trimmed to the
+/// bytes the idle stack counted for the core (all of it for a cold core),
+/// so the warm idle heaps' byte bound holds. A core whose thread exited
+/// without detaching it is reaped instead (as `reap_dead` does).
+///
+/// # Safety
+/// `core` is a live thread core (cores are never unmapped).
+pub(crate) unsafe fn service_idle(core: *mut ThreadCore) {
+    if !REAP_LOCK.try_lock() {
+        return;
+    }
+    // SAFETY: `core` is live (contract) and its lock initialised before it
+    // was published. Holding its owner lock with `attached` false, no
+    // thread uses the core and none can until we release it (attach takes
+    // the lock first; abandoning an idle core takes it too, `hold_owner`),
+    // so its private state is ours meanwhile. `warm`/`warm_bytes` are read
+    // under the idle lock (order: reap lock, owner lock, idle lock, as in
+    // `reap_dead`).
+    unsafe {
+        let m = core::ptr::addr_of_mut!((*core).policy.owner_lock);
+        match libc::pthread_mutex_trylock(m) {
+            0 => {
+                if !(*core).policy.attached {
+                    let max = IDLE.with(|_| {
+                        if (*core).policy.warm {
+                            (*core).policy.warm_bytes
+                        } else {
+                            0
+                        }
+                    });
+                    thread_core::service(&mut *core, max);
+                }
+                libc::pthread_mutex_unlock(m);
+            }
+            libc::EOWNERDEAD => {
+                reap_one(core);
+            }
+            _ => {}
+        }
+    }
+    REAP_LOCK.unlock();
+}
+
+/// Takes an idle core's owner lock (waiting for a servicer, which holds it
+/// for one collection at most).
+///
+/// # Safety
+/// `core` is a live thread core no thread is attached to, which the caller
+/// took off the idle stack.
+unsafe fn hold_owner(core: *mut ThreadCore) {
+    // SAFETY: an initialised robust mutex in a live core (contract).
+    unsafe {
+        let m = core::ptr::addr_of_mut!((*core).policy.owner_lock);
+        if libc::pthread_mutex_lock(m) == libc::EOWNERDEAD {
+            // Only a servicer or reaper could have died holding it: the
+            // core's state is whole (a process-wide abort would not leave
+            // us running).
+            libc::pthread_mutex_consistent(m);
+        }
+    }
+}
+
+/// Releases what [`hold_owner`] took.
+///
+/// # Safety
+/// The caller holds `core`'s owner lock by [`hold_owner`].
+unsafe fn release_owner(core: *mut ThreadCore) {
+    // SAFETY: contract.
+    unsafe { libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock)) };
 }
 
 /// Makes `core`'s `owner_lock` a fresh, unlocked robust mutex.
@@ -458,6 +594,7 @@ unsafe fn lock_owner(core: *mut ThreadCore) {
             libc::pthread_mutex_consistent(m);
         }
         (*core).policy.attached = true;
+        (*core).policy.idle_hint.store(false, Ordering::Relaxed);
     }
 }
 
@@ -480,33 +617,50 @@ pub(crate) fn reap_dead() -> usize {
         unsafe {
             let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
             match libc::pthread_mutex_trylock(m) {
-                libc::EOWNERDEAD => {
-                    libc::pthread_mutex_consistent(m);
-                    let was_attached = (*c).policy.attached;
-                    if was_attached {
-                        thread_core::abandon(&mut *c);
-                        (*c).policy.attached = false;
-                    }
-                    libc::pthread_mutex_unlock(m);
-                    if was_attached {
-                        push_idle(c);
-                        stats::THREADS.fetch_sub(1, Ordering::Relaxed);
-                        reaped += 1;
-                    }
-                }
+                libc::EOWNERDEAD => reaped += usize::from(reap_one(c)),
                 0 => {
                     // Idle: attach and exit change `attached` only while
                     // holding the lock, so an unlocked core is detached.
                     debug_assert!(!(*c).policy.attached);
                     libc::pthread_mutex_unlock(m);
                 }
-                _ => {} // held by a live thread (or a parent's thread, after fork)
+                _ => {} // held by a live thread, a servicer (`service_idle`), or a parent's thread after fork
             }
             c = (*c).policy.next_all;
         }
     }
     REAP_LOCK.unlock();
     reaped
+}
+
+/// Reclaims core `c`, whose owner lock the caller just took with
+/// `EOWNERDEAD`: if it was attached, its thread exited without detaching
+/// it; its memory goes back as a thread exit's does, and it goes onto the
+/// idle stack cold. Returns whether it was attached. Releases the lock.
+///
+/// # Safety
+/// The caller holds `REAP_LOCK` and `c`'s owner lock (taken with
+/// `EOWNERDEAD`); `c` is a live core.
+unsafe fn reap_one(c: *mut ThreadCore) -> bool {
+    // SAFETY: a core whose lock we took with EOWNERDEAD belongs to a thread
+    // that no longer exists, so its private state is ours to tear down
+    // while we hold the lock (contract).
+    unsafe {
+        let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
+        libc::pthread_mutex_consistent(m);
+        let was_attached = (*c).policy.attached;
+        if was_attached {
+            thread_core::abandon(&mut *c);
+            (*c).policy.attached = false;
+            (*c).policy.idle_hint.store(true, Ordering::Relaxed);
+        }
+        libc::pthread_mutex_unlock(m);
+        if was_attached {
+            push_idle(c);
+            stats::THREADS.fetch_sub(1, Ordering::Relaxed);
+        }
+        was_attached
+    }
 }
 
 /// Decommits the reserve pools of every thread heap ever made (live or
@@ -572,8 +726,7 @@ extern "C" fn fork_child() {
     REAP_LOCK.unlock();
     // glibc gives the child an empty robust-mutex list: the forking thread's
     // core lock is still marked as held by its parent-side thread id. Make a
-    // fresh one and hold it again. (Cores of the other threads, which do not
-    // exist in the child, stay marked as held and are never reclaimed.)
+    // fresh one and hold it again.
     let core = current();
     if core as usize > DETACHED {
         // SAFETY: this thread's live core; no other thread exists yet in the
@@ -583,4 +736,69 @@ extern "C" fn fork_child() {
             lock_owner(core);
         }
     }
+    child_release_others(core);
+}
+
+/// In a `fork` child (only the forking thread exists), for every other
+/// thread core: what is safe to give back.
+///
+/// * A core whose owner lock is held belonged to a thread that does not
+///   exist here (or to one abandoning an idle heap). That thread may have
+///   been stopped by the fork in the middle of any operation on its private
+///   state (slab lists, pools, segments: owner-only, no lock), so only its
+///   reserve is touched: every reserve was consistent across the fork
+///   (`fork_prepare` held every reserve lock), and its pools are decommitted
+///   and their bytes given back to the budget, as a reclaim over the budget
+///   does. Its other pools stay held (their chunks may be live in the
+///   child, which may free them: those frees queue pools on the core, which
+///   nobody collects). Its thread no longer counts in `stats().threads`.
+/// * A core no thread was attached to and that is off the idle stack was
+///   on its way onto it (a thread exiting) or off it (a thread attaching):
+///   nobody was inside it (no servicer ran: `fork_prepare` held
+///   `REAP_LOCK`), so it is whole; it gives up its memory and goes onto the
+///   idle stack cold, usable by the child's threads.
+/// * Idle cores on the stack are whole and stay as they are, warm ones
+///   with their memory, for the child's new threads.
+fn child_release_others(own: *mut ThreadCore) {
+    let mut gone: isize = 0;
+    let mut c = ALL.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: cores on ALL are live (never unmapped) with initialised
+        // locks; only this thread exists, so a lock we take is not
+        // contended, and a core whose lock is free and that is attached to
+        // no thread is used by nobody (see above). Reserve locks are free
+        // (released above) and their reserves consistent.
+        unsafe {
+            if c != own {
+                let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
+                match libc::pthread_mutex_trylock(m) {
+                    0 => {
+                        let lost = !(*c).policy.attached && !(*c).policy.idle.is_linked();
+                        if lost {
+                            thread_core::abandon(&mut *c);
+                        }
+                        libc::pthread_mutex_unlock(m);
+                        if lost {
+                            push_idle(c);
+                        }
+                    }
+                    libc::EOWNERDEAD => {
+                        // Its thread exited without detaching it before
+                        // the fork: reclaim it as `reap_dead` would.
+                        REAP_LOCK.lock();
+                        reap_one(c);
+                        REAP_LOCK.unlock();
+                    }
+                    _ => {
+                        thread_core::decommit_reserve(c);
+                        if (*c).policy.attached {
+                            gone += 1;
+                        }
+                    }
+                }
+            }
+            c = (*c).policy.next_all;
+        }
+    }
+    stats::THREADS.fetch_sub(gone, Ordering::Relaxed);
 }
