@@ -19,7 +19,7 @@ use crate::pool::{self, AvailList, Pool};
 use crate::segment::{
     OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
 };
-use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
+use crate::segment_map::{self, OwnerTable, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
 use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE};
 use crate::stats::{Info, SlabUse};
 use core::alloc::Layout;
@@ -132,6 +132,9 @@ pub(crate) struct SlabState {
 /// back to it as their owner).
 #[repr(C)]
 pub(crate) struct Core<P: Policy> {
+    /// The segment map's owner table (fixed): a free of a chunk in a normal
+    /// segment of this core finds this core's address there.
+    owners: OwnerTable,
     /// The direct table (mimalloc's `pages_free_direct`): entry
     /// `size_class::direct_index(size)` of a size up to `SMALL_MAX` is the
     /// head of the avail list of that size's slab, or [`empty_pool`] when
@@ -204,6 +207,7 @@ impl<P: Policy> Core<P> {
         // empty list and no pools).
         unsafe {
             core.as_ptr().write(Core {
+                owners: segment_map::owner_table(),
                 direct: [empty_pool(); DIRECT_ENTRIES],
                 slabs: map.as_ptr().add(core::mem::size_of::<Core<P>>()).cast(),
                 lo,
@@ -619,7 +623,7 @@ impl<P: Policy> Core<P> {
     /// Finds the pool of a chunk this core handed out.
     #[inline(always)]
     fn pool_of(&self, addr: usize) -> Result<*mut Pool, Error> {
-        if segment_map::owner_word(addr) == self as *const Core<P> as usize {
+        if self.owners.holds(addr, self as *const Core<P> as usize) {
             // SAFETY: the owner word names this core, so a live normal
             // segment of ours covers `addr` (the word's invariant; this core
             // is only used by the thread that owns it).
@@ -668,7 +672,7 @@ impl<P: Policy> Core<P> {
 
     /// The free fast path of the global allocator: frees `addr` if the
     /// segment map's owner word says a normal segment of this core holds it
-    /// (two dependent loads, one compare) and it is a chunk start there.
+    /// (a bounds check, one load, one compare) and it is a chunk start there.
     /// False leaves everything unchanged and sends the caller to its full
     /// path (remote, abandoned, huge, fallback; it reports misuse).
     ///
@@ -677,7 +681,7 @@ impl<P: Policy> Core<P> {
     /// this core, it is not used any more.
     #[inline(always)]
     pub unsafe fn free_owned(&mut self, addr: usize) -> bool {
-        if segment_map::owner_word(addr) != self as *const Core<P> as usize {
+        if !self.owners.holds(addr, self as *const Core<P> as usize) {
             return false;
         }
         // SAFETY: the owner word names this core, so a live normal segment

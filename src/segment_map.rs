@@ -2,40 +2,49 @@
 //! segments, and who owns each. Every free consults it *before* touching any
 //! header, so a foreign pointer is reported, never dereferenced.
 //!
-//! A two-level radix table over the 48-bit user address space, indexed by
-//! `addr >> SEGMENT_SHIFT`. The top level is a 64 KiB static (zero pages in
-//! `.bss`, touched only where used); each leaf (128 KiB, covering 32 GiB of
-//! address space) is mapped from the OS the first time a segment lands in its
-//! range. Nothing is reserved up front, so valgrind and `RLIMIT_AS` users are
-//! unaffected.
+//! Two tables, both indexed by granule (`addr >> SEGMENT_SHIFT`):
 //!
-//! A top-level entry is the byte offset of its leaf from a static all-zero
-//! leaf (in `.bss`, never written), so the 0 of an unused range *is* a leaf:
-//! a lookup is two dependent loads with no null branch, and the top level
-//! stays all-zero `.bss` (pointers to the static leaf would be 8,192 load-time
-//! relocations and 64 KiB of memory touched in every process, the C library's
-//! users included, for one `add` saved per lookup).
+//! * The **entries**: a two-level radix table over the 48-bit user address
+//!   space. An entry is `header address | HUGE flag | owner tag`; 0 means
+//!   "not ours". It tells arena from global segments, large blocks and huge
+//!   segments apart, and is fixed while the segment is mapped. The top level
+//!   is a 64 KiB static (zero pages in `.bss`, touched only where used); a
+//!   top-level entry is the byte offset of its leaf from a static all-zero
+//!   leaf (in `.bss`, never written), so the 0 of an unused range *is* a
+//!   leaf: a lookup has no null branch, and the top level stays all-zero
+//!   `.bss` (pointers to the static leaf would be 8,192 load-time
+//!   relocations and 64 KiB touched in every process, the C library's users
+//!   included). Each leaf (64 KiB, covering 32 GiB) is mapped from the OS the
+//!   first time a segment lands in its range.
 //!
-//! Each granule has a slot of two adjacent words (one cache line):
-//! * the **entry**, `header address | HUGE flag | owner tag`; 0 means "not
-//!   ours". It tells arena from global segments, large blocks and huge
-//!   segments apart, and is fixed while the segment is mapped.
-//! * the **owner word**: the owning core's address for a normal segment,
-//!   `core | `[`HUGE_OWNER`] for a huge one, 0 while abandoned and for the C
-//!   library's large blocks. Invariant: owner word == `c` (with `c` a core)
+//! * The **owner words**: a flat table of one word per granule of the
+//!   target's user address space (47 bits on x86_64: 256 MiB; 48 bits
+//!   elsewhere: 512 MiB), reserved `MAP_NORESERVE` when the first core is
+//!   made and touched a page (2 GiB of address space) at a time. A word is
+//!   the owning core's address for a normal segment, `core | `[`HUGE_OWNER`]
+//!   for a huge one, 0 while abandoned, for large blocks, and for memory
+//!   that is not ours. Invariant: owner word == `c` (with `c` a core)
 //!   implies `c` owns the segment, and only `c`'s thread (or a thread holding
 //!   that idle or dead core) changes the word away from `c`: it is written
 //!   wherever [`Segment::owner`](crate::segment::Segment) is (create,
-//!   abandon, adopt; through `Segment::set_owner`). So the thread of core
-//!   `c` that reads `c` there needs no ordering: it reads its own write, or
-//!   one made before it got the core. `Segment::owner` stays the authority
-//!   for every other thread (the remote-free protocol).
+//!   abandon, adopt; through `Segment::set_owner`) and cleared with the
+//!   entry. So the thread of core `c` that reads `c` there needs no
+//!   ordering: it reads its own write, or one made before it got the core.
+//!   `Segment::owner` stays the authority for every other thread (the
+//!   remote-free protocol).
 //!
 //! The free fast path is then "ours and local" in one compare:
-//! [`owner_word`]`(addr) == core`.
+//! `table[addr >> SEGMENT_SHIFT] == core`, one load after a bounds check
+//! against the table's length (both held by the core: [`OwnerTable`]); a
+//! core whose reservation failed holds an empty table and always takes the
+//! full path. The flat table beats an owner word beside each entry in the
+//! two-level table by five instructions per free (no top-level load, offset
+//! add or slot arithmetic; measured with `scripts/callgrind-pair.sh`), for
+//! address space only: the issue's `ulimit -v 4194304` churn runs
+//! (`tests/global_ulimit.rs`).
 
 use crate::os;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Segments are aligned to, and (unless huge) exactly, this size.
 pub(crate) const SEGMENT_SHIFT: u32 = 22;
@@ -58,20 +67,12 @@ pub(crate) const GLOBAL_TAG: usize = 1;
 /// its header at the entry's base. Never an arena's tag.
 pub(crate) const LARGE_TAG: usize = TAG_MASK;
 /// Set in the owner word of a huge segment's granules (cores are aligned to
-/// the page, so the bit is free), so that `owner_word == core` alone means
+/// the page, so the bit is free), so that `owner word == core` alone means
 /// "a normal segment of `core`".
 pub(crate) const HUGE_OWNER: usize = 1;
 
-/// One granule's words, adjacent so that a lookup of either touches one
-/// cache line.
-#[repr(C, align(16))]
-struct Slot {
-    entry: AtomicUsize,
-    owner: AtomicUsize,
-}
-
 struct Leaf {
-    slots: [Slot; LEAF_LEN],
+    entries: [AtomicUsize; LEAF_LEN],
 }
 
 /// The top level and the static empty leaf, in one static so one address
@@ -89,15 +90,10 @@ struct Map {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicUsize = AtomicUsize::new(0);
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO_SLOT: Slot = Slot {
-    entry: ZERO,
-    owner: ZERO,
-};
 static MAP: Map = Map {
     top: [ZERO; 1 << TOP_BITS],
     empty: Leaf {
-        slots: [ZERO_SLOT; LEAF_LEN],
+        entries: [ZERO; LEAF_LEN],
     },
 };
 
@@ -107,19 +103,18 @@ fn empty_leaf() -> *const Leaf {
     &MAP.empty
 }
 
-/// The slot of granule `g` (below `1 << (TOP_BITS + LEAF_BITS)`), in its
-/// leaf or in the empty leaf; `ord` orders the top-level load.
+/// The entry of granule `g` (below `1 << (TOP_BITS + LEAF_BITS)`), in its
+/// leaf or in the empty leaf.
 #[inline(always)]
-fn slot(g: usize, ord: Ordering) -> &'static Slot {
-    let off = MAP.top[g >> LEAF_BITS].load(ord);
-    let leaf: *const Leaf = core::ptr::with_exposed_provenance(
-        (empty_leaf() as usize).wrapping_add(off),
-    );
+fn entry_of(g: usize) -> &'static AtomicUsize {
+    let off = MAP.top[g >> LEAF_BITS].load(Ordering::Acquire);
+    let leaf: *const Leaf =
+        core::ptr::with_exposed_provenance((empty_leaf() as usize).wrapping_add(off));
     // SAFETY: `off` is 0 (the static empty leaf) or the offset of a leaf
     // installed by `leaf_for`, whose address it exposed; leaves are never
     // freed, are mapped zeroed (a valid `Leaf`: atomics), and the index is
     // masked below LEAF_LEN.
-    unsafe { &(*leaf).slots[g & (LEAF_LEN - 1)] }
+    unsafe { &(*leaf).entries[g & (LEAF_LEN - 1)] }
 }
 
 /// The entry for the segment granule holding `addr`, or 0 when no segment of
@@ -129,25 +124,122 @@ pub(crate) fn lookup(addr: usize) -> usize {
     if addr >> ADDR_BITS != 0 {
         return 0;
     }
-    slot(addr >> SEGMENT_SHIFT, Ordering::Acquire)
-        .entry
-        .load(Ordering::Acquire)
+    entry_of(addr >> SEGMENT_SHIFT).load(Ordering::Acquire)
 }
 
-/// The owner word of the granule holding `addr` (see the module docs): two
-/// dependent loads and no branch but the address-width guard. Exact for the
-/// thread of the core it names (the invariant on the owner word); anyone
-/// else may read a stale value and must go by `Segment::owner`.
-#[inline(always)]
-pub(crate) fn owner_word(addr: usize) -> usize {
-    if addr >> ADDR_BITS != 0 {
-        return 0;
+/// Bits of a granule number the owner table covers: the user address space
+/// of the target (a smaller one under miri, whose allocations stand in for
+/// mappings and whose addresses are small). Segments above it have owner
+/// word 0 for everyone: their frees take the full path.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+const OWNER_BITS: u32 = 47 - SEGMENT_SHIFT;
+#[cfg(all(not(target_arch = "x86_64"), not(miri)))]
+const OWNER_BITS: u32 = 48 - SEGMENT_SHIFT;
+#[cfg(miri)]
+const OWNER_BITS: u32 = 40 - SEGMENT_SHIFT;
+const OWNER_LEN: usize = 1 << OWNER_BITS;
+
+/// The owner table (`OWNER_LEN` words), null until reserved. Changes once,
+/// from null (CAS); never freed.
+static OWNERS: AtomicPtr<AtomicUsize> = AtomicPtr::new(core::ptr::null_mut());
+/// What a core whose reservation failed reads: nothing (length 0).
+static NO_OWNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A core's view of the owner table: its words and its length in granules
+/// (0 when the reservation failed). Copied into each core when it is made,
+/// so the free fast path finds both next to the core's other fields.
+#[derive(Clone, Copy)]
+pub(crate) struct OwnerTable {
+    words: *const AtomicUsize,
+    len: usize,
+}
+
+impl OwnerTable {
+    /// The owner word of the granule holding `addr` (see the module docs):
+    /// a bounds check and one load (tests; the allocator asks `holds`).
+    #[cfg(test)]
+    pub(crate) fn word(&self, addr: usize) -> usize {
+        let g = addr >> SEGMENT_SHIFT;
+        if g >= self.len {
+            return 0;
+        }
+        // SAFETY: `g < len`, and `words` holds `len` words that live for
+        // the process (the reserved table, or the empty one with len 0).
+        // Relaxed: the one reader the word is exact for sees its own
+        // writes, or writes made before it got its core (module docs).
+        unsafe { (*self.words.add(g)).load(Ordering::Relaxed) }
     }
-    // Relaxed: the one reader the word is exact for sees its own writes, or
-    // writes made before it got its core (module docs); others re-check.
-    slot(addr >> SEGMENT_SHIFT, Ordering::Relaxed)
-        .owner
-        .load(Ordering::Relaxed)
+
+    /// Whether the owner word of the granule holding `addr` (see the module
+    /// docs) is the non-zero `word`: a bounds check, one load, one compare.
+    /// Exact for the thread of the core that `word` names (the owner word's
+    /// invariant); anyone else may read a stale value and must go by
+    /// `Segment::owner`.
+    #[inline(always)]
+    pub(crate) fn holds(&self, addr: usize, word: usize) -> bool {
+        let g = addr >> SEGMENT_SHIFT;
+        // SAFETY: as in `word`: `g < len` is checked first.
+        g < self.len && unsafe { (*self.words.add(g)).load(Ordering::Relaxed) } == word
+    }
+}
+
+/// The owner table, reserved on first use; an empty one (every word 0) if
+/// the OS refuses the address space.
+pub(crate) fn owner_table() -> OwnerTable {
+    let mut t = OWNERS.load(Ordering::Acquire);
+    if t.is_null() {
+        let bytes = OWNER_LEN * core::mem::size_of::<usize>();
+        let Some(fresh) = os::map_aligned(bytes, crate::size_class::PAGE) else {
+            return OwnerTable {
+                words: &NO_OWNERS,
+                len: 0,
+            };
+        };
+        let fresh = fresh.as_ptr().cast::<AtomicUsize>();
+        match OWNERS.compare_exchange(
+            core::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => t = fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` was mapped just above and never shared.
+                unsafe {
+                    os::unmap(
+                        core::ptr::NonNull::new_unchecked(fresh.cast()),
+                        bytes,
+                        crate::size_class::PAGE,
+                    )
+                };
+                t = winner;
+            }
+        }
+    }
+    OwnerTable {
+        words: t,
+        len: OWNER_LEN,
+    }
+}
+
+/// The owner-word slot of granule `g`, if the table is reserved and covers
+/// it.
+fn owner_slot(g: usize) -> Option<&'static AtomicUsize> {
+    let t = OWNERS.load(Ordering::Acquire);
+    if t.is_null() || g >= OWNER_LEN {
+        return None;
+    }
+    // SAFETY: a reserved table of OWNER_LEN words, never freed; g is below.
+    Some(unsafe { &*t.add(g) })
+}
+
+/// The owner word of `addr` as the process's owner table holds it (tests).
+#[cfg(test)]
+pub(crate) fn owner_word(addr: usize) -> usize {
+    match OWNERS.load(Ordering::Acquire).is_null() {
+        true => 0,
+        false => owner_table().word(addr),
+    }
 }
 
 /// The owner word of a segment owned by `core` (null: none).
@@ -199,9 +291,10 @@ pub(crate) fn insert(base: usize, len: usize, entry: usize, owner: usize) -> boo
             remove(base, (g - first) * SEGMENT_SIZE);
             return false;
         };
-        let s = &leaf.slots[g & (LEAF_LEN - 1)];
-        s.owner.store(owner, Ordering::Release);
-        s.entry.store(entry, Ordering::Release);
+        if let Some(w) = owner_slot(g) {
+            w.store(owner, Ordering::Release);
+        }
+        leaf.entries[g & (LEAF_LEN - 1)].store(entry, Ordering::Release);
     }
     true
 }
@@ -216,11 +309,10 @@ pub(crate) fn set_owner(base: usize, len: usize, owner: usize) {
     }
     let first = base >> SEGMENT_SHIFT;
     for g in first..first + len.div_ceil(SEGMENT_SIZE) {
-        let s = slot(g, Ordering::Acquire);
-        // A registered granule is in a real leaf (the empty one's entries
-        // are all 0), so this never writes the static leaf.
-        if s.entry.load(Ordering::Acquire) != 0 {
-            s.owner.store(owner, Ordering::Release);
+        if entry_of(g).load(Ordering::Acquire) != 0 {
+            if let Some(w) = owner_slot(g) {
+                w.store(owner, Ordering::Release);
+            }
         }
     }
 }
@@ -229,10 +321,14 @@ pub(crate) fn set_owner(base: usize, len: usize, owner: usize) {
 pub(crate) fn remove(base: usize, len: usize) {
     let first = base >> SEGMENT_SHIFT;
     for g in first..first + len.div_ceil(SEGMENT_SIZE) {
-        let s = slot(g, Ordering::Acquire);
-        if s.entry.load(Ordering::Relaxed) != 0 {
-            s.entry.store(0, Ordering::Release);
-            s.owner.store(0, Ordering::Release);
+        let e = entry_of(g);
+        // A registered granule is in a real leaf (the empty leaf's entries
+        // are all 0), so this never writes the static leaf.
+        if e.load(Ordering::Relaxed) != 0 {
+            if let Some(w) = owner_slot(g) {
+                w.store(0, Ordering::Release);
+            }
+            e.store(0, Ordering::Release);
         }
     }
 }
@@ -241,30 +337,42 @@ pub(crate) fn remove(base: usize, len: usize) {
 mod tests {
     use super::*;
 
-    /// Whether every slot of the static empty leaf is still zero.
+    /// Whether every entry of the static empty leaf is still zero.
     fn empty_leaf_is_zero() -> bool {
-        MAP.empty.slots.iter().all(|s| {
-            s.entry.load(Ordering::Relaxed) == 0 && s.owner.load(Ordering::Relaxed) == 0
-        })
+        MAP.empty
+            .entries
+            .iter()
+            .all(|e| e.load(Ordering::Relaxed) == 0)
     }
 
     #[test]
     fn unknown_addresses_are_not_ours() {
+        let t = owner_table();
+        assert_eq!(t.len, OWNER_LEN);
         assert_eq!(lookup(0), 0);
-        assert_eq!(owner_word(0), 0);
+        assert_eq!(t.word(0), 0);
         assert_eq!(lookup(usize::MAX), 0);
-        assert_eq!(owner_word(usize::MAX), 0);
-        assert_eq!(owner_word(1 << ADDR_BITS), 0);
+        assert_eq!(t.word(usize::MAX), 0);
+        assert_eq!(t.word(OWNER_LEN << SEGMENT_SHIFT), 0);
         let on_stack = 5u8;
         assert_eq!(lookup(&on_stack as *const u8 as usize), 0);
-        assert_eq!(owner_word(&on_stack as *const u8 as usize), 0);
+        assert_eq!(t.word(&on_stack as *const u8 as usize), 0);
+        // A core whose reservation failed reads nothing.
+        let none = OwnerTable {
+            words: &NO_OWNERS,
+            len: 0,
+        };
+        assert_eq!(none.word(0), 0);
+        assert_eq!(none.word(&on_stack as *const u8 as usize), 0);
     }
 
     #[test]
     fn ranges_without_a_leaf_read_the_static_leaf() {
+        owner_table();
         // A 32 GiB range no test maps anything in (64 TiB up).
         let base = 0x4000_0000_0000usize;
-        assert_eq!(MAP.top[base >> (SEGMENT_SHIFT + LEAF_BITS)].load(Ordering::Relaxed), 0);
+        let top = base >> (SEGMENT_SHIFT + LEAF_BITS);
+        assert_eq!(MAP.top[top].load(Ordering::Relaxed), 0);
         for addr in [base, base + 12345, base + (1 << 35) - 1] {
             assert_eq!(lookup(addr), 0);
             assert_eq!(owner_word(addr), 0);
@@ -274,12 +382,14 @@ mod tests {
         set_owner(base, 2 * SEGMENT_SIZE, 0x1000);
         remove(base, SEGMENT_SIZE);
         assert_eq!(owner_word(base), 0);
-        assert_eq!(MAP.top[base >> (SEGMENT_SHIFT + LEAF_BITS)].load(Ordering::Relaxed), 0);
+        assert_eq!(owner_word(base + SEGMENT_SIZE), 0);
+        assert_eq!(MAP.top[top].load(Ordering::Relaxed), 0);
         assert!(empty_leaf_is_zero());
     }
 
     #[test]
     fn insert_lookup_set_owner_remove() {
+        owner_table();
         // An address range no real segment uses in this test binary.
         let base = 0x7000_0000_0000usize - 3 * SEGMENT_SIZE;
         let core = 0x5555_0000_1000usize;
@@ -295,7 +405,7 @@ mod tests {
         assert_eq!(lookup(base + 5), base | 7);
         set_owner(base, 2 * SEGMENT_SIZE, 0x6000);
         assert_eq!(owner_word(base + 5), 0x6000);
-        assert_eq!(owner_word(base + SEGMENT_SIZE), 0x6000);
+        assert_eq!(owner_table().word(base + SEGMENT_SIZE), 0x6000);
         remove(base, 2 * SEGMENT_SIZE);
         assert_eq!(lookup(base + 5), 0);
         assert_eq!(owner_word(base + 5), 0);

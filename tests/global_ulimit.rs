@@ -86,7 +86,10 @@ fn churn_under_a_4_gib_address_space_limit() {
     set_address_space_limit();
     // The limit bites: 5 GiB cannot be reserved (a clean failure, no abort).
     let mut big: Vec<u8> = Vec::new();
-    assert!(big.try_reserve_exact(5 << 30).is_err(), "RLIMIT_AS not in effect");
+    assert!(
+        big.try_reserve_exact(5 << 30).is_err(),
+        "RLIMIT_AS not in effect"
+    );
 
     let (tx, rx) = mpsc::channel::<Vec<Vec<u8>>>();
     let mut alive = std::collections::VecDeque::new();

@@ -570,6 +570,8 @@ mod tests {
         let a = core::ptr::without_provenance_mut::<()>(0x7a00_0000_0000);
         let b = core::ptr::without_provenance_mut::<()>(0x7b00_0000_0000);
         let list: AbandonedSegments = Locked::new(List::NEW);
+        // Reserved, as making a core does.
+        crate::segment_map::owner_table();
         for huge in [false, true] {
             let size = if huge { 3 * SEGMENT_SIZE } else { SEGMENT_SIZE };
             let seg = Segment::create(size, huge, 5, a).unwrap().as_ptr();
