@@ -38,8 +38,9 @@
 //! against the table's length (both held by the core: [`OwnerTable`]); a
 //! core whose reservation failed holds an empty table and always takes the
 //! full path. The flat table beats an owner word beside each entry in the
-//! two-level table by five instructions per free (no top-level load, offset
-//! add or slot arithmetic; measured with `scripts/callgrind-pair.sh`), for
+//! two-level table by six to seven instructions per free (no top-level
+//! load, offset add, address-width test or slot arithmetic; 64-byte pair
+//! of `scripts/callgrind-pair.sh`: `Flist` 77 -> 70, `Arena` 83 -> 77), for
 //! address space only: the issue's `ulimit -v 4194304` churn runs
 //! (`tests/global_ulimit.rs`).
 
