@@ -660,6 +660,24 @@ impl<P: Policy> Core<P> {
     /// If `ptr` is a chunk of this core, it is not used any more.
     #[inline(always)]
     pub unsafe fn free(&mut self, ptr: *mut u8) -> Result<(), Error> {
+        // The fast path builds no error: a null pointer's owner word is 0,
+        // and anything it does not free (changing nothing) is checked again,
+        // and reported, out of line.
+        // SAFETY: the caller's contract, passed on.
+        if unsafe { self.free_owned(ptr as usize) } {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        unsafe { self.free_cold(ptr) }
+    }
+
+    /// [`free`](Core::free) for everything its fast path did not free.
+    ///
+    /// # Safety
+    /// As [`free`](Core::free).
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_cold(&mut self, ptr: *mut u8) -> Result<(), Error> {
         if ptr.is_null() {
             return Err(Error::NullPointer);
         }
@@ -677,8 +695,8 @@ impl<P: Policy> Core<P> {
     /// path (remote, abandoned, huge, fallback; it reports misuse).
     ///
     /// # Safety
-    /// `self` is used only by the calling thread; if `addr` is a chunk of
-    /// this core, it is not used any more.
+    /// `self` is used only by the calling thread (or the caller holds it);
+    /// if `addr` is a chunk of this core, it is not used any more.
     #[inline(always)]
     pub unsafe fn free_owned(&mut self, addr: usize) -> bool {
         if !self.owners.holds(addr, self as *const Core<P> as usize) {
