@@ -9,13 +9,13 @@
 //!   "not ours". It tells arena from global segments, large blocks and huge
 //!   segments apart, and is fixed while the segment is mapped. The top level
 //!   is a 64 KiB static (zero pages in `.bss`, touched only where used); a
-//!   top-level entry is the byte offset of its leaf from a static all-zero
-//!   leaf (in `.bss`, never written), so the 0 of an unused range *is* a
-//!   leaf: a lookup has no null branch, and the top level stays all-zero
-//!   `.bss` (pointers to the static leaf would be 8,192 load-time
-//!   relocations and 64 KiB touched in every process, the C library's users
-//!   included). Each leaf (64 KiB, covering 32 GiB) is mapped from the OS the
-//!   first time a segment lands in its range.
+//!   null top-level entry stands for a static all-zero leaf (in `.bss`,
+//!   never written), selected without a branch, so every lookup reads a
+//!   leaf. (Top-level entries initialised to the static leaf would be 8,192
+//!   load-time relocations and 64 KiB touched in every process, the C
+//!   library's users included; byte offsets from it instead would hide the
+//!   leaves from miri's leak check.) Each leaf (64 KiB, covering 32 GiB) is
+//!   mapped from the OS the first time a segment lands in its range.
 //!
 //! * The **owner words**: a flat table of one word per granule of the
 //!   target's user address space (47 bits on x86_64: 256 MiB; 48 bits
@@ -80,10 +80,9 @@ struct Leaf {
 /// computation serves both.
 #[repr(C)]
 struct Map {
-    /// Per 32 GiB range: the byte offset of its leaf from `empty`
-    /// (wrapping); 0 = `empty`. Changes once, from 0 to a fresh leaf (CAS),
-    /// and leaves are never freed.
-    top: [AtomicUsize; 1 << TOP_BITS],
+    /// Per 32 GiB range: its leaf, or null for `empty`. Changes once, from
+    /// null to a fresh leaf (CAS), and leaves are never freed.
+    top: [AtomicPtr<Leaf>; 1 << TOP_BITS],
     /// All zero, never written: every lookup in a range without a leaf
     /// reads "not ours" here.
     empty: Leaf,
@@ -91,31 +90,28 @@ struct Map {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicUsize = AtomicUsize::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_LEAF: AtomicPtr<Leaf> = AtomicPtr::new(core::ptr::null_mut());
 static MAP: Map = Map {
-    top: [ZERO; 1 << TOP_BITS],
+    top: [NO_LEAF; 1 << TOP_BITS],
     empty: Leaf {
         entries: [ZERO; LEAF_LEN],
     },
 };
 
-/// The static empty leaf.
-#[inline(always)]
-fn empty_leaf() -> *const Leaf {
-    &MAP.empty
-}
-
 /// The entry of granule `g` (below `1 << (TOP_BITS + LEAF_BITS)`), in its
 /// leaf or in the empty leaf.
 #[inline(always)]
 fn entry_of(g: usize) -> &'static AtomicUsize {
-    let off = MAP.top[g >> LEAF_BITS].load(Ordering::Acquire);
-    let leaf: *const Leaf =
-        core::ptr::with_exposed_provenance((empty_leaf() as usize).wrapping_add(off));
-    // SAFETY: `off` is 0 (the static empty leaf) or the offset of a leaf
-    // installed by `leaf_for`, whose address it exposed; leaves are never
-    // freed, are mapped zeroed (a valid `Leaf`: atomics), and the index is
-    // masked below LEAF_LEN.
-    unsafe { &(*leaf).entries[g & (LEAF_LEN - 1)] }
+    let p = MAP.top[g >> LEAF_BITS].load(Ordering::Acquire);
+    let leaf: &'static Leaf = if p.is_null() {
+        &MAP.empty
+    } else {
+        // SAFETY: a leaf installed by `leaf_for`: never freed, mapped zeroed
+        // (a valid `Leaf`: atomics).
+        unsafe { &*p }
+    };
+    &leaf.entries[g & (LEAF_LEN - 1)]
 }
 
 /// The entry for the segment granule holding `addr`, or 0 when no segment of
@@ -256,24 +252,26 @@ pub(crate) fn owner_word_of(core: *mut (), huge: bool) -> usize {
 /// The leaf covering granule `granule`, installed if need be.
 fn leaf_for(granule: usize) -> Option<&'static Leaf> {
     let top = &MAP.top[granule >> LEAF_BITS];
-    let empty = empty_leaf() as usize;
-    let mut off = top.load(Ordering::Acquire);
-    if off == 0 {
+    let mut leaf = top.load(Ordering::Acquire);
+    if leaf.is_null() {
         let size = core::mem::size_of::<Leaf>();
         let fresh = os::map_aligned(size, crate::size_class::PAGE)?;
-        let fresh_off = fresh.as_ptr().expose_provenance().wrapping_sub(empty);
-        match top.compare_exchange(0, fresh_off, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => off = fresh_off,
+        match top.compare_exchange(
+            core::ptr::null_mut(),
+            fresh.as_ptr().cast(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => leaf = fresh.as_ptr().cast(),
             Err(winner) => {
                 // SAFETY: `fresh` was mapped just above and never shared.
                 unsafe { os::unmap(fresh, size, crate::size_class::PAGE) };
-                off = winner;
+                leaf = winner;
             }
         }
     }
-    let leaf: *const Leaf = core::ptr::with_exposed_provenance(empty.wrapping_add(off));
-    // SAFETY: a leaf installed above or by another thread (its address
-    // exposed there); installed leaves live for the process.
+    // SAFETY: a leaf installed above or by another thread; installed leaves
+    // live for the process.
     Some(unsafe { &*leaf })
 }
 
@@ -373,7 +371,7 @@ mod tests {
         // A 32 GiB range no test maps anything in (64 TiB up).
         let base = 0x4000_0000_0000usize;
         let top = base >> (SEGMENT_SHIFT + LEAF_BITS);
-        assert_eq!(MAP.top[top].load(Ordering::Relaxed), 0);
+        assert!(MAP.top[top].load(Ordering::Relaxed).is_null());
         for addr in [base, base + 12345, base + (1 << 35) - 1] {
             assert_eq!(lookup(addr), 0);
             assert_eq!(owner_word(addr), 0);
@@ -384,15 +382,16 @@ mod tests {
         remove(base, SEGMENT_SIZE);
         assert_eq!(owner_word(base), 0);
         assert_eq!(owner_word(base + SEGMENT_SIZE), 0);
-        assert_eq!(MAP.top[top].load(Ordering::Relaxed), 0);
+        assert!(MAP.top[top].load(Ordering::Relaxed).is_null());
         assert!(empty_leaf_is_zero());
     }
 
     #[test]
     fn insert_lookup_set_owner_remove() {
         owner_table();
-        // An address range no real segment uses in this test binary.
-        let base = 0x7000_0000_0000usize - 3 * SEGMENT_SIZE;
+        // An address range no real segment uses in this test binary, inside
+        // the owner table (smaller under miri).
+        let base = 0x7000_0000_0000usize.min(OWNER_LEN << SEGMENT_SHIFT) - 3 * SEGMENT_SIZE;
         let core = 0x5555_0000_1000usize;
         assert!(insert(base, 2 * SEGMENT_SIZE, base | 7, core | HUGE_OWNER));
         assert_eq!(lookup(base + 5), base | 7);
@@ -416,7 +415,7 @@ mod tests {
 
     #[test]
     fn owner_words_of_cores() {
-        let c = 0x7f00_0000_2000usize as *mut ();
+        let c = core::ptr::without_provenance_mut::<()>(0x7f00_0000_2000);
         assert_eq!(owner_word_of(c, false), 0x7f00_0000_2000);
         assert_eq!(owner_word_of(c, true), 0x7f00_0000_2001);
         assert_eq!(owner_word_of(core::ptr::null_mut(), true), 0);
