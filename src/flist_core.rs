@@ -19,10 +19,9 @@ use crate::pool::{self, AvailList, Pool};
 use crate::segment::{
     OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
 };
-use crate::segment_map::{self, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
+use crate::segment_map::{self, OwnerTable, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
 use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE, SMALL_MAX};
 use crate::stats::{Info, SlabUse};
-use crate::sync::Ordering;
 use core::alloc::Layout;
 use core::ptr::{null_mut, NonNull};
 
@@ -133,6 +132,9 @@ pub(crate) struct SlabState {
 /// back to it as their owner).
 #[repr(C)]
 pub(crate) struct Core<P: Policy> {
+    /// The segment map's owner table (fixed): a free of a chunk in a normal
+    /// segment of this core finds this core's address there.
+    owners: OwnerTable,
     /// The direct table (mimalloc's `pages_free_direct`): entry
     /// `size_class::direct_index(size)` of a size up to `SMALL_MAX` is the
     /// head of the avail list of that size's slab, or [`empty_pool`] when
@@ -158,12 +160,10 @@ pub(crate) struct Core<P: Policy> {
     /// Bytes of the live pools (the seed's `Info.heap`). Invariant: the sum
     /// of `bytes()` over the live pools of the segments on `segments`.
     heap: usize,
-    /// The segments this core owns; each has `owner == self`.
+    /// The segments this core owns; each has `owner == self`, and the
+    /// segment map's owner word of each of its granules is this core's
+    /// address (`| HUGE_OWNER` for a huge one): a free checks that word.
     segments: List<OwnedList>,
-    /// Base of a normal segment on `segments`, freed into last (confirmed
-    /// ours through the segment map then), or [`NO_HOT_SEGMENT`]; reset
-    /// whenever the segment leaves `segments`. Lets a free skip the map.
-    hot_seg: usize,
     /// Bytes of this core's own mapping (core + slab table).
     mapping_bytes: usize,
     /// The owner's answers and state.
@@ -188,9 +188,6 @@ fn empty_pool() -> *mut Pool {
 /// bounds, so only small ones stay (a slab's first three pools).
 pub(crate) const KEEP_EMPTY_MAX_BYTES: usize = 16 * PAGE;
 
-/// `hot_seg` value meaning "none": not segment-aligned, so no address masks to it.
-pub(crate) const NO_HOT_SEGMENT: usize = usize::MAX;
-
 impl<P: Policy> Core<P> {
     /// Maps a new core serving requested sizes `min..=max`.
     ///
@@ -213,6 +210,7 @@ impl<P: Policy> Core<P> {
         // empty list and no pools).
         unsafe {
             core.as_ptr().write(Core {
+                owners: segment_map::owner_table(),
                 direct: [empty_pool(); DIRECT_ENTRIES],
                 slabs: map.as_ptr().add(core::mem::size_of::<Core<P>>()).cast(),
                 lo,
@@ -221,7 +219,6 @@ impl<P: Policy> Core<P> {
                 max_size: max,
                 heap: 0,
                 segments: List::NEW,
-                hot_seg: NO_HOT_SEGMENT,
                 mapping_bytes: bytes,
                 policy,
             });
@@ -652,9 +649,6 @@ impl<P: Policy> Core<P> {
     /// # Safety
     /// `seg` is on this core's list and has no live pool.
     unsafe fn drop_segment(&mut self, seg: *mut Segment) {
-        if seg as usize == self.hot_seg {
-            self.hot_seg = NO_HOT_SEGMENT;
-        }
         // SAFETY: contract: ours, listed, and empty, so no one else uses it.
         unsafe {
             debug_assert_eq!((*seg).live_pools(), 0);
@@ -664,53 +658,34 @@ impl<P: Policy> Core<P> {
         }
     }
 
-    /// Finds the pool of a chunk this core handed out; the flag says the
-    /// segment is a normal one confirmed through the segment map (so it may
-    /// become the hot segment).
+    /// Finds the pool of a chunk this core handed out.
     #[inline(always)]
-    fn pool_of(&self, addr: usize) -> Result<(*mut Pool, bool), Error> {
-        let base = addr & !(SEGMENT_SIZE - 1);
-        if base == self.hot_seg {
-            // SAFETY: the hot segment is a live normal segment of ours, so
-            // its page map and pools are ours to read.
-            return unsafe { pool_in_normal(Segment::from_addr(base), addr) }
-                .map(|p| (p, false))
+    fn pool_of(&self, addr: usize) -> Result<*mut Pool, Error> {
+        if self.owners.holds(addr, self as *const Core<P> as usize) {
+            // SAFETY: the owner word names this core, so a live normal
+            // segment of ours covers `addr` (the word's invariant; this core
+            // is only used by the thread that owns it).
+            return unsafe { pool_in_normal(Segment::from_addr(addr & !(SEGMENT_SIZE - 1)), addr) }
                 .ok_or(Error::ForeignPointer { addr });
         }
-        let entry = segment_map::lookup(addr);
-        // One predicted branch for the common case (our tag, normal
-        // segment), so the header address does not wait on the map load.
-        if entry & (TAG_MASK | HUGE_FLAG) != self.policy.tag() {
-            return self.pool_of_cold(entry, addr).map(|p| (p, false));
-        }
-        // SAFETY: the segment map says a live normal segment with our tag
-        // covers `addr`.
-        unsafe { self.pool_in_segment(Segment::from_addr(base), entry, addr) }.map(|p| (p, true))
+        self.pool_of_cold(addr)
     }
 
+    /// [`pool_of`](Core::pool_of) for everything but a normal segment of
+    /// ours: a huge segment of ours, or an error.
     #[cold]
     #[inline(never)]
-    fn pool_of_cold(&self, entry: usize, addr: usize) -> Result<*mut Pool, Error> {
-        if entry & TAG_MASK != self.policy.tag() {
+    fn pool_of_cold(&self, addr: usize) -> Result<*mut Pool, Error> {
+        let entry = segment_map::lookup(addr);
+        if entry == 0 || entry & TAG_MASK != self.policy.tag() {
             return Err(Error::ForeignPointer { addr });
         }
-        // SAFETY: a live huge segment with our tag covers `addr`.
-        unsafe { self.pool_in_segment(segment_of(entry, addr), entry, addr) }
-    }
-
-    /// # Safety
-    /// `seg` is the live segment that `entry` describes, carrying our tag.
-    #[inline(always)]
-    unsafe fn pool_in_segment(
-        &self,
-        seg: *mut Segment,
-        entry: usize,
-        addr: usize,
-    ) -> Result<*mut Pool, Error> {
-        // SAFETY: the header of a live segment can be read (contract); once
-        // the owner check passes, the segment is ours and so are its pools.
+        let seg = segment_of(entry, addr);
+        // SAFETY: the map says a live segment with our tag covers `addr`, so
+        // its header can be read; once the owner check passes, the segment
+        // is ours and so are its pools.
         unsafe {
-            if (*seg).owner.load(Ordering::Relaxed) != (self as *const Core<P>).cast_mut().cast() {
+            if (*seg).owner_relaxed() != (self as *const Core<P>).cast_mut().cast() {
                 return Err(Error::ForeignPointer { addr });
             }
             pool_of_chunk(seg, entry, addr).ok_or(Error::ForeignPointer { addr })
@@ -723,59 +698,58 @@ impl<P: Policy> Core<P> {
     /// If `ptr` is a chunk of this core, it is not used any more.
     #[inline(always)]
     pub unsafe fn free(&mut self, ptr: *mut u8) -> Result<(), Error> {
+        // The fast path builds no error: a null pointer's owner word is 0,
+        // and anything it does not free (changing nothing) is checked again,
+        // and reported, out of line.
+        // SAFETY: the caller's contract, passed on.
+        if unsafe { self.free_owned(ptr as usize) } {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        unsafe { self.free_cold(ptr) }
+    }
+
+    /// [`free`](Core::free) for everything its fast path did not free.
+    ///
+    /// # Safety
+    /// As [`free`](Core::free).
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_cold(&mut self, ptr: *mut u8) -> Result<(), Error> {
         if ptr.is_null() {
             return Err(Error::NullPointer);
         }
         let addr = ptr as usize;
-        let (pool, normal) = self.pool_of(addr)?;
+        let pool = self.pool_of(addr)?;
         // SAFETY: a live pool of ours and one of its chunk starts (pool_of),
-        // which the caller hands back. The hot segment is set first: the
-        // free may release the pool and drop its segment, which resets it.
-        unsafe {
-            let hot = self.hot_seg;
-            if normal {
-                self.hot_seg = addr & !(SEGMENT_SIZE - 1);
-            }
-            if let Err(e) = self.free_in_pool(pool, addr) {
-                self.hot_seg = hot;
-                return Err(e);
-            }
-        }
-        Ok(())
+        // which the caller hands back.
+        unsafe { self.free_in_pool(pool, addr) }
     }
 
-    /// The free fast path of the global allocator: frees `addr` if it lies
-    /// in the hot segment and is a chunk start there. False leaves
-    /// everything unchanged and sends the caller to its full path (which
-    /// reports misuse).
+    /// The free fast path of the global allocator: frees `addr` if the
+    /// segment map's owner word says a normal segment of this core holds it
+    /// (a bounds check, one load, one compare) and it is a chunk start there.
+    /// False leaves everything unchanged and sends the caller to its full
+    /// path (remote, abandoned, huge, fallback; it reports misuse).
     ///
     /// # Safety
-    /// If `addr` is a chunk of this core, it is not used any more.
+    /// `self` is used only by the calling thread (or the caller holds it);
+    /// if `addr` is a chunk of this core, it is not used any more.
     #[inline(always)]
-    pub unsafe fn free_hot(&mut self, addr: usize) -> bool {
-        let base = addr & !(SEGMENT_SIZE - 1);
-        if base != self.hot_seg {
+    pub unsafe fn free_owned(&mut self, addr: usize) -> bool {
+        if !self.owners.holds(addr, self as *const Core<P> as usize) {
             return false;
         }
-        // SAFETY: the hot segment is a live normal segment of ours, so its
-        // page map and pools are ours; a chunk start found there is handed
-        // back by the caller.
+        // SAFETY: the owner word names this core, so a live normal segment
+        // of ours covers `addr` (the word's invariant), whose page map and
+        // pools are ours; a chunk start found there is handed back by the
+        // caller.
         unsafe {
-            match pool_in_normal(Segment::from_addr(base), addr) {
+            match pool_in_normal(Segment::from_addr(addr & !(SEGMENT_SIZE - 1)), addr) {
                 Some(pool) => self.free_in_pool(pool, addr).is_ok(),
                 None => false,
             }
         }
-    }
-
-    /// Marks the normal segment holding `addr` as the hot one (call it
-    /// before a free that may drop the segment: dropping resets it).
-    ///
-    /// # Safety
-    /// `addr` lies in a live normal segment on this core's list.
-    #[inline(always)]
-    pub unsafe fn set_hot(&mut self, addr: usize) {
-        self.hot_seg = addr & !(SEGMENT_SIZE - 1);
     }
 
     /// Puts chunk `addr` back on its pool's free list; `DoubleFree` (and
@@ -940,7 +914,7 @@ impl<P: Policy> Core<P> {
         unsafe {
             pool::for_each_queued(list, |p| {
                 let seg = segment_of_pool(p);
-                if (*seg).owner.load(Ordering::Relaxed) != me {
+                if (*seg).owner_relaxed() != me {
                     foreign(p, seg);
                     return;
                 }
@@ -958,7 +932,7 @@ impl<P: Policy> Core<P> {
 
     /// The slab size of a chunk this core handed out.
     pub fn chunk_size(&self, ptr: *const u8) -> Result<usize, Error> {
-        let (pool, _) = self.pool_of(ptr as usize)?;
+        let pool = self.pool_of(ptr as usize)?;
         // SAFETY: pool_of returns live pools of ours.
         Ok(unsafe { (*pool).chunk_size() })
     }
@@ -1155,7 +1129,6 @@ impl<P: Policy> Core<P> {
     /// # Safety
     /// The policy holds no pool of this core on a list of its own.
     pub unsafe fn abandon_segments(&mut self, mut keep: impl FnMut(*mut Segment, usize)) {
-        self.hot_seg = NO_HOT_SEGMENT;
         // Empty every slab's list first: those lists link pools across
         // segments, so unlinking later would write into segments already
         // handed to `keep`.
@@ -1267,7 +1240,7 @@ pub(crate) fn segment_of(entry: usize, addr: usize) -> *mut Segment {
 pub(crate) unsafe fn pool_in_normal(seg: *mut Segment, addr: usize) -> Option<*mut Pool> {
     // SAFETY: the caller owns the live normal segment `seg`, so its page map
     // is stable; the page index is below PAGES_PER_SEGMENT because `addr`
-    // lies in the segment (the map or the hot segment said so); the page
+    // lies in the segment (the segment map said so); the page
     // map names live slots only (Segment's invariant).
     unsafe {
         let slot = (*seg).pool_at((addr - seg as usize) / PAGE);

@@ -38,7 +38,7 @@ use crate::backend::{self, Backend, FALLBACK};
 use crate::config::Config;
 use crate::flist_core::{pool_of_chunk, segment_of};
 use crate::msg::die;
-use crate::segment_map::{self, GLOBAL_TAG, HUGE_FLAG, TAG_MASK};
+use crate::segment_map::{self, GLOBAL_TAG, TAG_MASK};
 use crate::size_class::{self, LARGEST_FLIST_SIZE, PAGE, SMALL_MAX};
 use crate::stats::{self, Stats};
 use core::alloc::{GlobalAlloc, Layout};
@@ -291,7 +291,7 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
     let seg = segment_of(entry, addr);
     let core = threads::current();
     // SAFETY: the map says `seg` is a live global segment covering addr.
-    let owner = unsafe { (*seg).owner.load(Ordering::Relaxed) };
+    let owner = unsafe { (*seg).owner_relaxed() };
     if owner != core.cast() || (core as usize) <= DETACHED {
         // SAFETY: as above; the caller hands the chunk back.
         if !unsafe { remote::free(seg, entry, addr) } {
@@ -309,11 +309,6 @@ unsafe fn flist_free(entry: usize, ptr: *mut u8) {
                 addr,
             )
         };
-        // Hot first: the free may release the pool and drop its segment
-        // (a tiny reserve), which then resets the hot segment.
-        if entry & HUGE_FLAG == 0 {
-            (*core).set_hot(addr);
-        }
         if (*core).free_in_pool(pool, addr).is_err() {
             die(
                 b"double free (free or realloc of a chunk already free): ",
@@ -426,13 +421,13 @@ unsafe impl GlobalAlloc for Flist {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // No backend test: under a whole-process backend `current()` is
-        // null or DETACHED (see `alloc`), and `free_hot` only takes
-        // addresses in this core's hot segment, never another allocator's.
+        // null or DETACHED (see `alloc`), and `free_owned` only takes
+        // addresses of segments this core owns, never another allocator's.
         let core = threads::current();
         if core as usize > DETACHED {
-            // SAFETY: this thread's live core (checked just before); the
-            // caller hands the block back.
-            if unsafe { (*core).free_hot(ptr as usize) } {
+            // SAFETY: this thread's live core (checked just before), used by
+            // this thread alone; the caller hands the block back.
+            if unsafe { (*core).free_owned(ptr as usize) } {
                 return;
             }
         }

@@ -96,7 +96,7 @@ pub(crate) fn map(size: usize, align: usize) -> Option<NonNull<Large>> {
         })
     };
     let entry = base.as_ptr().expose_provenance() | LARGE_TAG;
-    if !segment_map::insert(base.as_ptr() as usize, map_bytes, entry) {
+    if !segment_map::insert(base.as_ptr() as usize, map_bytes, entry, 0) {
         // SAFETY: the mapping made above, never published.
         unsafe { os::unmap(base, map_bytes, map_align) };
         return None;

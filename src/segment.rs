@@ -32,8 +32,11 @@ pub(crate) struct Segment {
     tag: usize,
     /// The owning core (an `Arena`'s or a thread heap's), checked after the
     /// tag. Null while a global segment is abandoned. Changes only under the
-    /// global allocator's abandoned-list lock (to or from null).
-    pub(crate) owner: AtomicPtr<()>,
+    /// global allocator's abandoned-list lock (to or from null), through
+    /// [`Segment::set_owner`], which keeps the segment map's owner word in
+    /// step (the word's invariant: it names a core only while that core owns
+    /// the segment). The authority for every thread but the owner's.
+    owner: AtomicPtr<()>,
     /// Bytes mapped for this segment. Fixed.
     size: usize,
     /// One pool in slot 0 spanning several granules, no page map. Fixed.
@@ -92,7 +95,8 @@ impl Segment {
         // the header, and no one else can see it yet.
         unsafe { Segment::write_header(seg.as_ptr(), size, huge, tag, owner) };
         let entry = base.as_ptr().expose_provenance() | tag | if huge { HUGE_FLAG } else { 0 };
-        if !segment_map::insert(base.as_ptr() as usize, size, entry) {
+        let word = segment_map::owner_word_of(owner, huge);
+        if !segment_map::insert(base.as_ptr() as usize, size, entry, word) {
             // SAFETY: the mapping was made above and never published.
             unsafe { os::unmap(base, size, SEGMENT_SIZE) };
             return None;
@@ -272,6 +276,35 @@ impl Segment {
     #[inline(always)]
     pub fn owner(&self) -> *mut () {
         self.owner.load(Ordering::Acquire)
+    }
+
+    /// The owner, read without ordering: exact for a thread whose own core
+    /// is, or might be, the owner (only that thread, or one holding the core,
+    /// makes a segment its own or gives it up).
+    #[inline(always)]
+    pub fn owner_relaxed(&self) -> *mut () {
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    /// Makes `owner` (null: no one) the owner of `seg`, in the header
+    /// (`Release`) and in the segment map's owner word of each of its
+    /// granules (a segment the map does not hold, as the loom models' are,
+    /// has no word to set). The map's word is written first: between the
+    /// two writes only the thread making the change, or one holding the
+    /// core it names, acts on either.
+    ///
+    /// # Safety
+    /// `seg` is a live segment; the caller holds the global allocator's
+    /// abandoned-list lock (the invariant on `owner`), and is the old owner's
+    /// thread (or holds that idle or dead core) when the old owner is not
+    /// null, and the new owner's when the new owner is not null.
+    pub unsafe fn set_owner(seg: *mut Segment, owner: *mut ()) {
+        // SAFETY: a live segment (contract); `size` and `huge` are fixed.
+        unsafe {
+            let word = segment_map::owner_word_of(owner, (*seg).huge);
+            segment_map::set_owner(seg as usize, (*seg).size, word);
+            (*seg).owner.store(owner, Ordering::Release);
+        }
     }
 
     /// The pool slot covering page `page` of a normal segment.

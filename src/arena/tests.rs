@@ -68,18 +68,18 @@ fn huge_chunk_gets_its_own_segment() {
 }
 
 #[test]
-fn tiny_addresses_are_foreign_even_with_a_hot_segment() {
+fn tiny_addresses_are_foreign_even_after_a_free() {
     let a = Arena::new(1 << 20);
     let p = a.alloc(32);
     let q = a.alloc(32);
-    // SAFETY: p is ours; the free makes its segment the hot one.
+    // SAFETY: p is ours; after its free the owner table has words set.
     unsafe { a.free(p.as_ptr()) };
     for addr in [8usize, 4096, 1 << 21] {
         // SAFETY: any pointer value may be passed to try_free.
         let r = unsafe { a.try_free(core::ptr::without_provenance_mut(addr)) };
         assert!(matches!(r, Err(Error::ForeignPointer { .. })), "{addr:#x}");
     }
-    // SAFETY: ours, through the hot-segment path.
+    // SAFETY: ours, through the owner-word fast path.
     unsafe { a.free(q.as_ptr()) };
     let fresh = Arena::new(1 << 20);
     // SAFETY: as above, on an arena that never freed.

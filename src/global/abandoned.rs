@@ -168,7 +168,7 @@ impl<W: LockWord> AbandonedSegments<W> {
                 if seg.is_null() {
                     return None;
                 }
-                (*seg).owner.store(owner, Ordering::Release);
+                Segment::set_owner(seg, owner);
                 Some(seg)
             }
         })
@@ -185,7 +185,7 @@ impl<W: LockWord> AbandonedSegments<W> {
             // abandoned link is free to use; we hold the lock, under which
             // owners move to or from null (the list's invariant).
             unsafe {
-                (*seg).owner.store(core::ptr::null_mut(), Ordering::Release);
+                Segment::set_owner(seg, core::ptr::null_mut());
                 list.push_front(seg);
             }
         })
@@ -202,11 +202,11 @@ impl<W: LockWord> AbandonedSegments<W> {
             // hold the lock, so a null owner means `seg` is on this list (the
             // list's invariant) and may be removed.
             unsafe {
-                if !(*seg).owner.load(Ordering::Relaxed).is_null() {
+                if !(*seg).owner_relaxed().is_null() {
                     return false;
                 }
                 list.remove(seg);
-                (*seg).owner.store(owner, Ordering::Release);
+                Segment::set_owner(seg, owner);
                 true
             }
         })
@@ -234,7 +234,7 @@ impl<W: LockWord> AbandonedSegments<W> {
             // or from null only under the lock we hold, so a null owner
             // stays null until we release it (`unqueue`'s contract).
             unsafe {
-                let owner = (*seg).owner.load(Ordering::Acquire);
+                let owner = (*seg).owner();
                 if owner.is_null() {
                     Pool::unqueue(pool);
                 }
@@ -554,5 +554,53 @@ mod loom_tests {
             // SAFETY: allocated above with this layout; no one uses it.
             unsafe { std::alloc::dealloc(mem, layout) };
         });
+    }
+}
+
+/// The segment map's owner word follows a real segment through abandonment
+/// and adoption (on a list of the test's own, not the process's).
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::segment_map::{owner_word, HUGE_OWNER, SEGMENT_SIZE};
+
+    #[test]
+    fn owner_word_follows_abandon_and_adopt() {
+        // Distinct page-aligned "cores", never dereferenced.
+        let a = core::ptr::without_provenance_mut::<()>(0x7a00_0000_0000);
+        let b = core::ptr::without_provenance_mut::<()>(0x7b00_0000_0000);
+        let list: AbandonedSegments = Locked::new(List::NEW);
+        // Reserved, as making a core does.
+        crate::segment_map::owner_table();
+        for huge in [false, true] {
+            let size = if huge { 3 * SEGMENT_SIZE } else { SEGMENT_SIZE };
+            let seg = Segment::create(size, huge, 5, a).unwrap().as_ptr();
+            let bit = if huge { HUGE_OWNER } else { 0 };
+            let last = seg as usize + size - 1;
+            assert_eq!(owner_word(seg as usize + 64), a as usize | bit);
+            assert_eq!(owner_word(last), a as usize | bit);
+            // SAFETY: a live segment of this test, on no list.
+            unsafe { list.push(seg) };
+            assert_eq!(owner_word(seg as usize + 64), 0);
+            assert_eq!(owner_word(last), 0);
+            // SAFETY: the header is live.
+            assert!(unsafe { (*seg).owner() }.is_null());
+            assert_eq!(list.pop_to(b), Some(seg));
+            assert_eq!(owner_word(seg as usize + 64), b as usize | bit);
+            assert_eq!(owner_word(last), b as usize | bit);
+            // SAFETY: as above.
+            unsafe {
+                list.push(seg);
+                assert!(list.take_if_abandoned(seg, a));
+                assert_eq!((*seg).owner(), a);
+                assert_eq!(owner_word(last), a as usize | bit);
+                // A second adopter finds it taken: nothing changes.
+                assert!(!list.take_if_abandoned(seg, b));
+                assert_eq!(owner_word(seg as usize), a as usize | bit);
+                Segment::destroy(core::ptr::NonNull::new_unchecked(seg));
+            }
+            assert_eq!(owner_word(seg as usize + 64), 0);
+            assert_eq!(owner_word(last), 0);
+        }
     }
 }

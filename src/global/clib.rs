@@ -544,9 +544,9 @@ pub(crate) fn aligned(align: usize, size: usize) -> *mut c_void {
 pub(crate) unsafe fn free(ptr: *mut c_void) {
     if BACKEND.load(Ordering::Relaxed) == FLIST {
         let core = threads::current();
-        // SAFETY: this thread's live core; the caller hands the block back.
-        // A null pointer never lies in the hot segment.
-        if core as usize > DETACHED && unsafe { (*core).free_hot(ptr as usize) } {
+        // SAFETY: this thread's live core, used by this thread alone; the
+        // caller hands the block back. A null pointer's owner word is 0.
+        if core as usize > DETACHED && unsafe { (*core).free_owned(ptr as usize) } {
             return;
         }
     }
