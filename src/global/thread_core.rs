@@ -193,7 +193,9 @@ impl Reserve {
 /// `p` is a live pool of `core` with no live chunk, just taken off its
 /// reserve.
 unsafe fn let_go(core: &mut ThreadCore, p: *mut Pool) -> bool {
-    // SAFETY: contract.
+    // SAFETY: `p` is a live pool of `core`, off every list and with no live
+    // chunk (precondition), so releasing it or relinking it on its slab's
+    // list is the owner's to do.
     unsafe {
         if (*p).used() == 0 && !(*p).remote_in_use() {
             core.release_pool_and_segment(p);
@@ -406,7 +408,9 @@ pub(crate) fn purge_reserve(core: &mut ThreadCore) -> bool {
 /// # Safety
 /// `core` is a live thread core (cores are never unmapped).
 pub(crate) unsafe fn decommit_reserve(core: *mut ThreadCore) -> usize {
-    // SAFETY: contract.
+    // SAFETY: `core` is a live thread core (precondition; cores are never
+    // unmapped), which is all `decommit_expired` asks: it takes the reserve
+    // lock itself before touching the reserve.
     unsafe { decommit_expired(core, 0, 0) }
 }
 

@@ -558,7 +558,8 @@ unsafe fn hold_owner(core: *mut ThreadCore) {
 /// # Safety
 /// The caller holds `core`'s owner lock by [`hold_owner`].
 unsafe fn release_owner(core: *mut ThreadCore) {
-    // SAFETY: contract.
+    // SAFETY: the caller holds this initialised robust mutex of a live core
+    // (precondition: taken by `hold_owner`), so this thread may unlock it.
     unsafe { libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock)) };
 }
 
