@@ -529,7 +529,7 @@ pub(crate) unsafe fn enqueue(pool: *mut Pool, seg: *mut Segment) {
 
 /// For an idle heap (`threads::service_idle`): collects its queue, then
 /// hands the oldest reserve pools back until the reserve holds at most
-/// `max_bytes` (what the idle stack counted for it), so the pools emptied
+/// `max_bytes` (what the idle stack counted for it, or a floor), so the pools emptied
 /// by the collection do not grow it past the warm idle heaps' bound.
 pub(crate) fn service(core: &mut ThreadCore, max_bytes: usize) {
     collect_queue(core);
