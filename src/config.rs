@@ -42,7 +42,9 @@ const MAX_PURGE_DELAY_MS: usize = 3_600_000;
 /// heaps' reserves hold more than `WARM_IDLE_BYTES` committed bytes
 /// together, it decommits the reserves of the oldest warm heaps. So idle
 /// heaps hold at most 8 MiB of empty pools together (what the
-/// 10,000-thread churn test's 16 MiB RSS bound leaves room for), plus the
+/// 10,000-thread churn test's 16 MiB RSS bound leaves room for), plus up to
+/// 1 MiB each of pools emptied by frees collected for them while idle
+/// (`threads::IDLE_COLLECT_FLOOR`), plus the
 /// pools that still hold live chunks (whose pages abandoning would not
 /// give back either; the next thread of the heap fills them first).
 pub(crate) const WARM_IDLE_HEAPS: usize = 8;

@@ -40,7 +40,8 @@
 //! full path. The flat table beats an owner word beside each entry in the
 //! two-level table by six to seven instructions per free (no top-level
 //! load, offset add, address-width test or slot arithmetic; 64-byte pair
-//! of `scripts/callgrind-pair.sh`: `Flist` 77 -> 70, `Arena` 83 -> 77), for
+//! of `scripts/callgrind-pair.sh`, measured before the `Arena`'s direct
+//! allocation path: `Flist` 77 -> 70, `Arena` 83 -> 77), for
 //! address space only: the issue's `ulimit -v 4194304` churn runs
 //! (`tests/global_ulimit.rs`).
 
