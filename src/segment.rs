@@ -299,7 +299,10 @@ impl Segment {
     /// thread (or holds that idle or dead core) when the old owner is not
     /// null, and the new owner's when the new owner is not null.
     pub unsafe fn set_owner(seg: *mut Segment, owner: *mut ()) {
-        // SAFETY: a live segment (contract); `size` and `huge` are fixed.
+        // SAFETY: `seg` is live (contract), so its header is mapped; `size`
+        // and `huge` are fixed for its life; the caller holds the
+        // abandoned-list lock, so no other thread writes `owner` or the
+        // map's owner words of this segment meanwhile.
         unsafe {
             let word = segment_map::owner_word_of(owner, (*seg).huge);
             segment_map::set_owner(seg as usize, (*seg).size, word);

@@ -342,7 +342,10 @@ unsafe fn push_idle_warm(core: *mut ThreadCore) {
     let mut cooled = [null_mut::<ThreadCore>(); crate::config::WARM_IDLE_HEAPS + 1];
     let mut m = 0;
     // Outside the idle lock: walks the reserve under its own lock.
-    // SAFETY: `core` is live and used by no thread (contract).
+    // SAFETY: `core` is a live thread core (contract; cores are never
+    // unmapped), and `warm_reserve_bytes` reads only the reserve, under the
+    // reserve lock, so a free servicing this core meanwhile (`service_idle`,
+    // possible once its owner lock is released) does not race with it.
     let bytes = unsafe { (*core).policy.warm_reserve_bytes() };
     // SAFETY: as for `push_idle`; warm cores are a prefix of the stack (its
     // invariant), so the last of that prefix is the oldest warm one, and
