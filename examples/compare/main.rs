@@ -86,7 +86,7 @@ Runs {COUNT} allocation workloads with flist, glibc malloc, jemalloc and mimallo
 each (workload, allocator, run) in a fresh child process, checks that all give
 the same checksum, and prints median time, peak RSS and ratios to the best.
 
-  --quick        small sizes: a smoke test, the whole run takes a few seconds
+  --quick        small sizes: a smoke test, the whole run takes 10-25 seconds
   --runs N       runs per (workload, allocator), N >= 1; the table shows the
                  median time (default 3)
   --only NAMES   only these workloads, comma-separated:

@@ -13,7 +13,7 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 }
 
 /// FNV-1a (64-bit) over everything `r` yields, read in 64 KiB pieces (the
-/// same value as [`fnv`] over those bytes), and how many bytes there were.
+/// same value as [`fnv()`] over those bytes), and how many bytes there were.
 ///
 /// # Errors
 /// The first read error of `r` (other than `Interrupted`).

@@ -10,7 +10,7 @@
 //! * [`checksum`]: FNV-1a and the cheap buffer digests the workloads sum.
 //! * [`cli`]: argument helpers over `lexopt` for the options the examples
 //!   share.
-//! * [`env`]: an environment lookup that does not allocate, for a
+//! * [`mod@env`]: an environment lookup that does not allocate, for a
 //!   `#[global_allocator]` deciding something at its first call.
 //! * [`report`]: the results of a (workload x allocator) sweep, summarised,
 //!   printed as a table, and written as JSON and as an SVG bar chart.
