@@ -15,7 +15,10 @@
 # line: its net is the cost of the two calls and returns, which the C
 # allocators (glibc, jemalloc, mimalloc) always pay and the inlined flist fast
 # paths do not. FLISTALLOC_BACKEND and FLISTALLOC_CAPACITY are unset for the
-# runs, so `flist` measures the flist backend.
+# runs, so `flist` measures the flist backend; `flist@jemalloc` and
+# `flist@malloc` run `flist` with FLISTALLOC_BACKEND set to that backend (the
+# cost of `Flist`'s run-time dispatch, to compare with `jemalloc` and `system`
+# installed directly).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,11 +35,11 @@ bin="$target_dir/release/examples/callgrind_pair"
 if [ $# -gt 0 ]; then
     allocators=("$@")
 else
-    allocators=(arena arena-try libc flist mimalloc jemalloc system null-call)
+    allocators=(arena arena-try libc flist mimalloc jemalloc system flist@jemalloc flist@malloc null-call)
 fi
 known=$("$bin" --list)
 for a in "${allocators[@]}"; do
-    grep -qx -- "$a" <<<"$known" ||
+    grep -qx -- "${a%@*}" <<<"$known" ||
         { echo "callgrind-pair.sh: unknown allocator '$a' (known: $(echo $known))" >&2; exit 2; }
 done
 
@@ -45,9 +48,11 @@ trap 'rm -f "$log"' EXIT
 
 # ir ALLOCATOR N: the total instruction count of one run.
 ir() {
-    if ! env -u FLISTALLOC_BACKEND -u FLISTALLOC_CAPACITY \
+    local name=${1%@*} backend=()
+    [ "$name" != "$1" ] && backend=("FLISTALLOC_BACKEND=${1#*@}")
+    if ! env -u FLISTALLOC_BACKEND -u FLISTALLOC_CAPACITY "${backend[@]}" \
         valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        "$bin" "$1" "$2" >/dev/null 2>"$log"; then
+        "$bin" "$name" "$2" >/dev/null 2>"$log"; then
         echo "callgrind-pair.sh: $1 $2 failed:" >&2
         cat "$log" >&2
         exit 1
@@ -71,13 +76,13 @@ harness=$(per_pair "$h1" "$h2")
 echo "$(valgrind --version), rustc $(rustc --version | cut -d' ' -f2), $(uname -m)"
 echo "64-byte alloc+free pair; Ir/pair = (Ir(N=$N2) - Ir(N=$N1)) / $((N2 - N1))"
 echo
-printf '%-10s %9s %9s %9s %14s %14s\n' allocator Ir/pair harness net "Ir(N=1M)" "Ir(N=2M)"
-printf '%-10s %9s %9s %9s %14s %14s\n' null "$harness" "$harness" 0.00 "$h1" "$h2"
+printf '%-15s %9s %9s %9s %14s %14s\n' allocator Ir/pair harness net "Ir(N=1M)" "Ir(N=2M)"
+printf '%-15s %9s %9s %9s %14s %14s\n' null "$harness" "$harness" 0.00 "$h1" "$h2"
 for a in "${allocators[@]}"; do
     [ "$a" = null ] && continue
     i1=$(ir "$a" "$N1")
     i2=$(ir "$a" "$N2")
     p=$(per_pair "$i1" "$i2")
     net=$(awk -v p="$p" -v h="$harness" 'BEGIN { printf "%.2f", p - h }')
-    printf '%-10s %9s %9s %9s %14s %14s\n' "$a" "$p" "$harness" "$net" "$i1" "$i2"
+    printf '%-15s %9s %9s %9s %14s %14s\n' "$a" "$p" "$harness" "$net" "$i1" "$i2"
 done
