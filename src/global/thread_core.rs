@@ -18,7 +18,7 @@ use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{fence, AtomicBool, Ordering};
+use crate::sync::{fence, AtomicBool, Ordering};
 
 /// The per-thread state of the global allocator.
 pub(crate) type ThreadCore = Core<ThreadPolicy>;
@@ -42,16 +42,9 @@ pub(crate) struct Reserve {
 
 /// What a thread's core keeps beyond an `Arena`'s.
 pub(crate) struct ThreadPolicy {
-    /// Pools of our segments into which other threads freed chunks: the
-    /// free that sets a pool's `QUEUED` bit pushes the pool here (see
-    /// `Pool`'s `remote`); the owner takes the whole queue in its slow path
-    /// ([`collect_queue`]). Cores are never unmapped, so a push onto the
-    /// queue of a core whose thread has gone is harmless: the pusher
-    /// collects the queue for the idle core if it can ([`enqueue`],
-    /// `threads::service_idle`), handing the pool on if its segment has
-    /// moved; otherwise the pool waits there, live, for the next push or the
-    /// core's next thread.
-    pub(crate) queue: PoolQueue,
+    /// Pools of our segments into which other threads freed chunks, and
+    /// whether a thread uses the core, for those frees (see [`Inbox`]).
+    pub(crate) inbox: Inbox,
     /// True while the core collects its queue or adopts a segment: a pool
     /// emptied then does not make [`ThreadPolicy::pool_emptied`] collect the
     /// queue itself (no recursion, and the caller's pointers to pools stay
@@ -83,14 +76,9 @@ pub(crate) struct ThreadPolicy {
     /// exit (see `threads::reap_dead`). Initialised before first use.
     pub(crate) owner_lock: libc::pthread_mutex_t,
     /// Whether a thread uses this core; read and written only while holding
-    /// `owner_lock`.
+    /// `owner_lock` (the inbox's idle hint follows it, written under the
+    /// lock too).
     pub(crate) attached: bool,
-    /// `!attached`, readable without the lock: set by thread exit before
-    /// it releases `owner_lock`, cleared by attach once it holds it. Only a
-    /// hint (a free that queues a pool here reads it to decide whether to
-    /// collect the queue for the idle heap, `threads::service_idle`, which
-    /// checks `attached` under the lock).
-    pub(crate) idle_hint: AtomicBool,
     /// Link in the list of every thread core ever made (never unmapped);
     /// written once, before the core is published.
     pub(crate) next_all: *mut ThreadCore,
@@ -107,11 +95,92 @@ unsafe impl Adapter for IdleList {
     }
 }
 
+/// A heap's inbox: the queue of its pools into which other threads freed
+/// chunks, and whether a thread uses the heap (the idle hint).
+///
+/// The free that sets a pool's `QUEUED` bit pushes the pool onto `queue`
+/// (see `Pool`'s `remote`); the heap's thread takes the whole queue in its
+/// slow path ([`collect_queue`]). Cores are never unmapped, so a push onto
+/// the queue of a core whose thread has gone is harmless, but nobody would
+/// collect it: so the two sides meet in a fence pair (a Dekker/store-buffer
+/// pattern, so SeqCst: acquire/release orders nothing between a store and a
+/// later load of another location).
+///
+/// * A free: pushes the pool ([`push`](Inbox::push)), SeqCst fence, reads
+///   the hint; if it reads "idle" it services the heap
+///   (`threads::service_idle`, which try-locks the owner lock).
+/// * Thread exit: with the owner lock held, writes the hint
+///   ([`set_idle`](Inbox::set_idle)); releases the lock; SeqCst fence,
+///   reads the queue ([`queued_after_idle`](Inbox::queued_after_idle)); if
+///   it is not empty it services the heap itself.
+///
+/// The two fences are ordered one way or the other in the single total
+/// order of SeqCst fences. If the exit's comes first, the free's hint read
+/// (after its fence) sees "idle", and its try-lock sees the owner lock
+/// released (the release is before the exit's fence too), so the free
+/// services the heap unless someone else holds that lock (the exit's own
+/// service, or a new thread that took the heap and will collect its queue
+/// in its slow path). If the free's comes first, the exit's queue read
+/// sees the push. Either way no pool is left on the queue of a heap nobody
+/// uses: the loom model `loom_tests` below checks this on this code, and
+/// fails with either fence weakened to AcqRel. (One case stays open, as
+/// the README says: a servicer gives up at once if another thread is
+/// servicing or reaping heaps, `threads::REAP_LOCK`.)
+pub(crate) struct Inbox {
+    /// The pools to collect, each with its `QUEUED` bit set (see
+    /// `PoolQueue`).
+    pub(crate) queue: PoolQueue,
+    /// `!attached`, readable without the lock: written only while the owner
+    /// lock is held (set by thread exit and by a reaper before they release
+    /// it, cleared by attach once it holds it). Only a hint: a servicer
+    /// checks `attached` under the lock.
+    idle_hint: AtomicBool,
+}
+
+impl Inbox {
+    /// An empty inbox of a core no thread uses yet.
+    pub(crate) fn new() -> Inbox {
+        Inbox {
+            queue: PoolQueue::new(),
+            idle_hint: AtomicBool::new(false),
+        }
+    }
+
+    /// The free's half: queues `pool`, then returns whether the heap looked
+    /// idle afterwards (the caller must then service it,
+    /// `threads::service_idle`).
+    ///
+    /// # Safety
+    /// As [`PoolQueue::push`].
+    pub(crate) unsafe fn push(&self, pool: *mut Pool) -> bool {
+        // SAFETY: the caller keeps `PoolQueue::push`'s contract.
+        unsafe { self.queue.push(pool) };
+        // Pairs with the fence in `queued_after_idle` (see the type).
+        fence(Ordering::SeqCst);
+        self.idle_hint.load(Ordering::Relaxed)
+    }
+
+    /// Sets the idle hint; the caller holds the core's owner lock and sets
+    /// `attached` to `!idle` with it.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.idle_hint.store(idle, Ordering::Relaxed);
+    }
+
+    /// The exit's half, after it released the owner lock: whether a pool
+    /// was queued that the free that queued it may have left (the caller
+    /// then services the heap itself).
+    pub(crate) fn queued_after_idle(&self) -> bool {
+        // Pairs with the fence in `push` (see the type).
+        fence(Ordering::SeqCst);
+        !self.queue.is_empty()
+    }
+}
+
 impl ThreadPolicy {
     /// A fresh policy with the reserve bounds of the configuration.
     pub(crate) fn new(reserve_pools: usize, reserve_bytes: usize) -> ThreadPolicy {
         ThreadPolicy {
-            queue: PoolQueue::new(),
+            inbox: Inbox::new(),
             collecting: false,
             reserve_lock: SpinLock::new(),
             reserve: UnsafeCell::new(Reserve {
@@ -125,7 +194,6 @@ impl ThreadPolicy {
             warm_bytes: 0,
             owner_lock: libc::PTHREAD_MUTEX_INITIALIZER,
             attached: false,
-            idle_hint: AtomicBool::new(false),
             next_all: null_mut(),
         }
     }
@@ -268,7 +336,7 @@ impl Policy for ThreadPolicy {
             }
         }
         // `pool` is not touched any more: collecting may release it.
-        if !core.policy.collecting && !core.policy.queue.is_empty() {
+        if !core.policy.collecting && !core.policy.inbox.queue.is_empty() {
             collect_queue(core);
         }
     }
@@ -484,7 +552,7 @@ unsafe fn decommit_older(lock: &SpinLock, reserve: *const Reserve, now: u32, del
 #[cold]
 #[inline(never)]
 pub(crate) fn collect_queue(core: &mut ThreadCore) -> bool {
-    let list = core.policy.queue.take();
+    let list = core.policy.inbox.queue.take();
     let was = core::mem::replace(&mut core.policy.collecting, true);
     // SAFETY: taken just now by the core's owner from its own queue; a
     // foreign pool has its bit set and is on no queue any more, and we took
@@ -516,11 +584,9 @@ pub(crate) unsafe fn enqueue(pool: *mut Pool, seg: *mut Segment) {
         }
         if !owner.is_null() {
             let owner = owner.cast::<ThreadCore>();
-            (*owner).policy.queue.push(pool);
-            // Pairs with the fence in thread exit: either it sees our push
-            // (and collects its queue itself) or we see its hint.
-            fence(Ordering::SeqCst);
-            if (*owner).policy.idle_hint.load(Ordering::Relaxed) {
+            // Either the owner's thread exit sees our push (and services
+            // its queue itself) or we see its idle hint (see `Inbox`).
+            if (*owner).policy.inbox.push(pool) {
                 threads::service_idle(owner);
             }
         }

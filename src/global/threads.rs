@@ -326,32 +326,53 @@ unsafe fn push_idle(core: *mut ThreadCore) {
     })
 }
 
+/// Heaps that [`push_idle_warm`] took off the idle stack or marked for a
+/// decommit, for [`Evicted::settle`] to deal with outside the idle lock.
+#[must_use]
+struct Evicted {
+    /// Warm heaps over `config::WARM_IDLE_HEAPS`, off the stack: to abandon.
+    victims: [*mut ThreadCore; 4],
+    n: usize,
+    /// Warm heaps whose reserves are over `config::WARM_IDLE_BYTES`, still
+    /// on the stack: to decommit.
+    cooled: [*mut ThreadCore; crate::config::WARM_IDLE_HEAPS + 1],
+    m: usize,
+}
+
 /// Puts a detached core that still holds its memory on top of the idle
-/// stack, warm; then, while there are more than `config::WARM_IDLE_HEAPS`
-/// warm heaps, abandons the oldest warm heap's memory (outside the lock)
-/// and puts it back cold; and while the warm heaps' committed reserves add
-/// up to more than `config::WARM_IDLE_BYTES`, decommits the reserves of the
-/// oldest warm heaps (they stay warm: their pools with live chunks, which
-/// abandoning would not give back, stay with them for their next thread).
+/// stack, warm, counting the committed bytes of its reserve; takes the
+/// oldest warm heaps off the stack while there are more than
+/// `config::WARM_IDLE_HEAPS`, and marks the oldest warm heaps for a
+/// decommit of their reserves while the warm heaps' reserves add up to
+/// more than `config::WARM_IDLE_BYTES` (they stay warm: their pools with
+/// live chunks, which abandoning would not give back, stay with them for
+/// their next thread). The caller then calls [`Evicted::settle`], after
+/// releasing `core`'s owner lock.
 ///
 /// # Safety
-/// `core` is a live thread core that no thread uses, not on the stack.
-unsafe fn push_idle_warm(core: *mut ThreadCore) {
-    let mut victims = [null_mut::<ThreadCore>(); 4];
-    let mut n = 0;
-    let mut cooled = [null_mut::<ThreadCore>(); crate::config::WARM_IDLE_HEAPS + 1];
-    let mut m = 0;
+/// `core` is a live thread core, detached (`attached` false), not on the
+/// stack, whose owner lock the caller holds: so no servicer
+/// ([`service_idle`]) touches the core before it is on the stack, counted
+/// warm (a servicer that found it off the stack would take it for a cold
+/// heap and trim its whole reserve).
+unsafe fn push_idle_warm(core: *mut ThreadCore) -> Evicted {
+    let mut ev = Evicted {
+        victims: [null_mut(); 4],
+        n: 0,
+        cooled: [null_mut(); crate::config::WARM_IDLE_HEAPS + 1],
+        m: 0,
+    };
     // Outside the idle lock: walks the reserve under its own lock.
     // SAFETY: `core` is a live thread core (contract; cores are never
     // unmapped), and `warm_reserve_bytes` reads only the reserve, under the
-    // reserve lock, so a free servicing this core meanwhile (`service_idle`,
-    // possible once its owner lock is released) does not race with it.
+    // reserve lock (a reclaimer may decommit members meanwhile).
     let bytes = unsafe { (*core).policy.warm_reserve_bytes() };
     // SAFETY: as for `push_idle`; warm cores are a prefix of the stack (its
     // invariant), so the last of that prefix is the oldest warm one, and
     // one taken off the stack is used by no thread and reachable by no
     // other (a reaper only try-locks its owner lock, a reclaimer its
-    // reserve lock, which `abandon` takes too).
+    // reserve lock, which `abandon` takes too). Lock order: the caller
+    // holds `core`'s owner lock, then the idle lock (owner, idle).
     unsafe {
         IDLE.with(|idle| {
             (*core).policy.warm = true;
@@ -359,14 +380,14 @@ unsafe fn push_idle_warm(core: *mut ThreadCore) {
             idle.warm += 1;
             idle.warm_bytes += bytes;
             idle.list.push_front(core);
-            while idle.warm > crate::config::WARM_IDLE_HEAPS && n < victims.len() {
+            while idle.warm > crate::config::WARM_IDLE_HEAPS && ev.n < ev.victims.len() {
                 let oldest = oldest_warm(&idle.list);
                 idle.list.remove(oldest);
                 (*oldest).policy.warm = false;
                 idle.warm -= 1;
                 idle.warm_bytes -= (*oldest).policy.warm_bytes;
-                victims[n] = oldest;
-                n += 1;
+                ev.victims[ev.n] = oldest;
+                ev.n += 1;
             }
             // Oldest first, towards the newest (the one just pushed holds
             // at most `WARM_IDLE_BYTES`, `retire`'s bound, so the walk
@@ -374,29 +395,44 @@ unsafe fn push_idle_warm(core: *mut ThreadCore) {
             let mut c = oldest_warm(&idle.list);
             while idle.warm_bytes > crate::config::WARM_IDLE_BYTES
                 && !c.is_null()
-                && m < cooled.len()
+                && ev.m < ev.cooled.len()
             {
                 if (*c).policy.warm_bytes > 0 {
                     idle.warm_bytes -= (*c).policy.warm_bytes;
                     (*c).policy.warm_bytes = 0;
-                    cooled[m] = c;
-                    m += 1;
+                    ev.cooled[ev.m] = c;
+                    ev.m += 1;
                 }
                 c = List::<IdleList>::prev(c);
             }
         });
-        for &v in &victims[..n] {
-            // A servicer (`service_idle`) may hold its owner lock.
-            hold_owner(v);
-            thread_core::abandon(&mut *v);
-            release_owner(v);
-            push_idle(v);
-        }
-        // Outside the idle lock; the heap may have been taken by a new
-        // thread meanwhile: the decommit only try-locks its reserve, as a
-        // reclaim over the budget does for live heaps.
-        for &c in &cooled[..m] {
-            thread_core::decommit_reserve(c);
+    }
+    ev
+}
+
+impl Evicted {
+    /// Abandons the victims' memory and puts them back on the stack cold;
+    /// decommits the cooled heaps' reserves. The caller holds no owner
+    /// lock of a heap on the idle stack.
+    fn settle(self) {
+        // SAFETY: each victim was taken off the stack under the idle lock,
+        // so it is used by no thread and reachable by no other until
+        // pushed back (see `push_idle_warm`).
+        unsafe {
+            for &v in &self.victims[..self.n] {
+                // A servicer (`service_idle`) may hold its owner lock, or
+                // the exiting thread that pushed it, until it releases it.
+                hold_owner(v);
+                thread_core::abandon(&mut *v);
+                release_owner(v);
+                push_idle(v);
+            }
+            // Outside the idle lock; the heap may have been taken by a new
+            // thread meanwhile: the decommit only try-locks its reserve, as
+            // a reclaim over the budget does for live heaps.
+            for &c in &self.cooled[..self.m] {
+                thread_core::decommit_reserve(c);
+            }
         }
     }
 }
@@ -457,6 +493,15 @@ pub(crate) fn cool_idle() -> usize {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Runs in [`thread_exit`] just after the exiting thread releases its
+    /// core's owner lock, the first moment another thread's free may
+    /// service the core (the unit test of the exit window).
+    static AFTER_EXIT_UNLOCK: core::cell::Cell<Option<unsafe fn(*mut ThreadCore)>> =
+        const { core::cell::Cell::new(None) };
+}
+
 /// pthread key destructor: the thread is exiting.
 extern "C" fn thread_exit(value: *mut libc::c_void) {
     let core = value.cast::<ThreadCore>();
@@ -466,21 +511,37 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
     set_current(DETACHED as *mut ThreadCore);
     // Its memory stays with it (a warm idle heap) unless the warm idle
     // heaps are over their bounds.
+    //
+    // The order matters: the core goes onto the idle stack, counted warm,
+    // before its owner lock is released. From the release on, a free that
+    // queued a pool on the core may service it (`service_idle`: try-locks
+    // the owner lock, then trims the reserve to what the idle stack counts
+    // for the core); had the release come first, a servicer in between
+    // would find the core off the stack, take it for a cold heap, and hand
+    // its whole reserve back (the window a review found). Taking the idle
+    // lock with the owner lock held keeps the lock order (owner, idle);
+    // a new thread that pops the core meanwhile waits for the release in
+    // `lock_owner`.
     // SAFETY: the core belongs to this (exiting) thread, which holds its
     // `owner_lock`, so neither another thread nor a reaper touches its
-    // private state; once detached and unlocked it is no thread's, and goes
-    // on the idle stack.
+    // private state; once detached, on the stack and unlocked it is no
+    // thread's.
     unsafe {
         thread_core::retire(&mut *core, crate::config::WARM_IDLE_BYTES);
         (*core).policy.attached = false;
-        (*core).policy.idle_hint.store(true, Ordering::Relaxed);
+        (*core).policy.inbox.set_idle(true);
+        let evicted = push_idle_warm(core);
         libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock));
-        push_idle_warm(core);
-        // Pairs with the fence in `thread_core::enqueue`: a pool queued
-        // since `retire` collected, by a free that did not see the hint, is
-        // collected here.
-        core::sync::atomic::fence(Ordering::SeqCst);
-        if !(*core).policy.queue.is_empty() {
+        #[cfg(test)]
+        if let Some(f) = AFTER_EXIT_UNLOCK.take() {
+            f(core);
+        }
+        evicted.settle();
+        // The exit's half of the fence pair with the frees that queue pools
+        // on the core (`thread_core::Inbox`): a pool queued since `retire`
+        // collected, by a free that did not see the hint (or could not take
+        // the owner lock, which we held), is collected here.
+        if (*core).policy.inbox.queued_after_idle() {
             service_idle(core);
         }
     }
@@ -608,7 +669,7 @@ unsafe fn lock_owner(core: *mut ThreadCore) {
             libc::pthread_mutex_consistent(m);
         }
         (*core).policy.attached = true;
-        (*core).policy.idle_hint.store(false, Ordering::Relaxed);
+        (*core).policy.inbox.set_idle(false);
     }
 }
 
@@ -666,7 +727,7 @@ unsafe fn reap_one(c: *mut ThreadCore) -> bool {
         if was_attached {
             thread_core::abandon(&mut *c);
             (*c).policy.attached = false;
-            (*c).policy.idle_hint.store(true, Ordering::Relaxed);
+            (*c).policy.inbox.set_idle(true);
         }
         libc::pthread_mutex_unlock(m);
         if was_attached {
@@ -815,4 +876,65 @@ fn child_release_others(own: *mut ThreadCore) {
         }
     }
     stats::THREADS.fetch_sub(gone, Ordering::Relaxed);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// What a free that queued a pool on the exiting thread's core does the
+    /// first moment it can: services the core.
+    unsafe fn servicing_free(core: *mut ThreadCore) {
+        // SAFETY: a live core (the caller's contract).
+        unsafe { service_idle(core) };
+    }
+
+    /// The thread-exit window (found by a review): a free that services an
+    /// exiting thread's heap just after the exit releases the heap's owner
+    /// lock must find the heap on the idle stack, counted warm, and keep
+    /// its reserve. When the exit released the lock before pushing the heap
+    /// onto the stack, the servicer took it for a cold heap and handed its
+    /// whole reserve back, and the stack counted 0 bytes for it (this test
+    /// failed so: `held` was 0). Deterministic: the servicer runs at that
+    /// point through a test hook (`AFTER_EXIT_UNLOCK`) in the exiting
+    /// thread itself, since with real threads the window is a few
+    /// instructions wide. The unit tests do not install `Flist`, so the
+    /// thread's core is attached, used and detached by hand here.
+    #[test]
+    fn a_free_servicing_a_heap_as_its_thread_exits_keeps_the_warm_reserve() {
+        std::thread::spawn(|| {
+            let core = attach();
+            assert!(!core.is_null(), "no core");
+            // SAFETY: this thread's own live core; every chunk is freed once.
+            unsafe {
+                let c = &mut *core;
+                let chunks: Vec<_> = (0..2000).map(|_| c.alloc(256).unwrap()).collect();
+                for p in chunks {
+                    c.free(p.as_ptr()).unwrap();
+                }
+            }
+            // If a test ever read the configuration (and made the key), the
+            // exit must not run a second time when this thread ends.
+            let key = THREAD_KEY.load(Ordering::Relaxed);
+            if key != usize::MAX {
+                // SAFETY: a key made by pthread_key_create.
+                unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, null_mut()) };
+            }
+            AFTER_EXIT_UNLOCK.set(Some(servicing_free));
+            thread_exit(core.cast());
+            assert_eq!(current() as usize, DETACHED);
+            // SAFETY: the core is live; `warm` and `warm_bytes` are read
+            // under the idle lock. No other test attaches a core, so it is
+            // still on the stack.
+            let (warm, counted) =
+                IDLE.with(|_| unsafe { ((*core).policy.warm, (*core).policy.warm_bytes) });
+            // SAFETY: as above; the reserve is read under its lock.
+            let held = unsafe { (*core).policy.warm_reserve_bytes() };
+            assert!(warm, "the exited thread's heap is not warm on the idle stack");
+            assert!(held > 0, "the servicing free handed the whole reserve back");
+            assert_eq!(counted, held, "the idle stack counts what the heap holds");
+        })
+        .join()
+        .unwrap();
+    }
 }
