@@ -735,3 +735,177 @@ pub(crate) fn abandon(core: &mut ThreadCore) {
     }
     collect_queue(core);
 }
+
+/// Loom model of the idle hand-off between a thread's exit and a free that
+/// queues a pool on its heap: the real [`Inbox`] (its fence pair), `Pool`,
+/// `PoolQueue` and `SpinLock` (run with `--cfg loom`, see `sync.rs`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::pool::for_each_queued;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::alloc::Layout;
+
+    const CHUNK: usize = 64;
+
+    /// One heap as its thread exits: its inbox, a loom lock word standing
+    /// for its robust owner lock (`threads::service_idle` try-locks it as
+    /// the model's servicer does), `attached`, and one pool of its segment
+    /// with a chunk handed to another thread. `private` stands for the
+    /// heap's owner-only state that a collection writes (free lists,
+    /// counts, the reserve): loom does not see plain memory, so the cell is
+    /// how it checks that the collections of the exiting thread and of a
+    /// servicer are ordered by the owner lock. It counts chunks collected.
+    struct Heap {
+        inbox: Inbox,
+        owner_lock: SpinLock<crate::sync::AtomicBool>,
+        attached: UnsafeCell<bool>,
+        private: UnsafeCell<u32>,
+        pool: *mut Pool,
+        mem: *mut u8,
+    }
+
+    // SAFETY: the pool is shared as the allocator shares one: its owner-only
+    // fields are used under the owner lock (the exiting thread holds it
+    // until it releases the heap), other threads only push chunks they hold
+    // (`Pool::push_remote`) and queue the pool when their push set its bit.
+    unsafe impl Send for Heap {}
+    // SAFETY: as for Send.
+    unsafe impl Sync for Heap {}
+
+    fn layout() -> Layout {
+        Layout::from_size_align(2 * CHUNK, crate::size_class::PAGE).unwrap()
+    }
+
+    impl Heap {
+        /// An attached heap, its owner lock held by its thread (the model's
+        /// main thread), with one chunk of its pool handed out; returns the
+        /// chunk too.
+        fn new() -> (Heap, usize) {
+            // SAFETY: a non-zero size.
+            let mem = unsafe { std::alloc::alloc_zeroed(layout()) };
+            assert!(!mem.is_null());
+            let pool = Box::into_raw(Box::new(Pool::empty()));
+            // SAFETY: the box just made, not shared yet; the memory is ours,
+            // page-aligned and zeroed, as a fresh pool's pages are.
+            let chunk = unsafe {
+                (*pool).init(mem, 2 * CHUNK, CHUNK, 0, 0);
+                (*pool).take().unwrap().0.as_ptr() as usize
+            };
+            let heap = Heap {
+                inbox: Inbox::new(),
+                owner_lock: SpinLock::from_word(crate::sync::AtomicBool::new(false)),
+                attached: UnsafeCell::new(true),
+                private: UnsafeCell::new(0),
+                pool,
+                mem,
+            };
+            heap.owner_lock.lock();
+            heap.inbox.set_idle(false);
+            (heap, chunk)
+        }
+
+        /// The heap's collection of its queue (`collect_queue`): takes the
+        /// queue whole and collects each pool on it, clearing its bit. The
+        /// caller holds the owner lock.
+        fn collect(&self) {
+            let list = self.inbox.queue.take();
+            let mut n = 0;
+            // SAFETY: the list was just taken by the heap (its owner lock
+            // held); each pool on it is of the heap's own segment.
+            unsafe {
+                for_each_queued(list, |p| {
+                    assert_eq!(p, self.pool, "only the model's pool is queued");
+                    n += (*p).collect_dequeued();
+                });
+            }
+            // SAFETY: the cell's own pointer; loom fails the model if two
+            // collections are not ordered by the owner lock.
+            self.private.with_mut(|c| unsafe { *c += n });
+        }
+
+        /// `threads::service_idle`: collects the queue for the heap if it
+        /// can take the owner lock at once and no thread is attached.
+        fn service(&self) {
+            if !self.owner_lock.try_lock() {
+                return;
+            }
+            // SAFETY: read under the owner lock, which guards it.
+            if !self.attached.with(|a| unsafe { *a }) {
+                self.collect();
+            }
+            self.owner_lock.unlock();
+        }
+
+        /// Another thread frees the chunk it holds (`remote::free`, then
+        /// `enqueue` for the owned segment): pushes it onto the pool's
+        /// remote stack, and the push that set the pool's bit queues the
+        /// pool on the heap and services the heap if it looked idle.
+        fn remote_free(&self, chunk: usize) {
+            // SAFETY: a live pool and a chunk of it this thread holds and
+            // hands back; a true return makes it the one that queues it.
+            unsafe {
+                if Pool::push_remote(self.pool, chunk) && self.inbox.push(self.pool) {
+                    self.service();
+                }
+            }
+        }
+
+        /// The heap's thread exits (`threads::thread_exit`): `retire`
+        /// collects the queue; detaches (with the idle hint) under the
+        /// owner lock; the push onto the idle stack (no part of this
+        /// protocol) comes here; releases the lock; then the exit's half of
+        /// the fence pair, servicing the heap itself if a pool was queued.
+        fn exit(&self) {
+            self.collect();
+            // SAFETY: written under the owner lock, which guards it.
+            self.attached.with_mut(|a| unsafe { *a = false });
+            self.inbox.set_idle(true);
+            self.owner_lock.unlock();
+            if self.inbox.queued_after_idle() {
+                self.service();
+            }
+        }
+    }
+
+    impl Drop for Heap {
+        fn drop(&mut self) {
+            // SAFETY: made by `Heap::new` with these layouts, freed once,
+            // after every thread of the model is done.
+            unsafe {
+                drop(Box::from_raw(self.pool));
+                std::alloc::dealloc(self.mem, layout());
+            }
+        }
+    }
+
+    /// A thread frees a chunk into a pool of a heap whose thread exits
+    /// meanwhile. No pool is stranded: at the end the chunk was collected
+    /// exactly once (by the exit's `retire`, by the exit's own service, or
+    /// by the free's service), the queue is empty and the pool's bit clear.
+    /// Each of the two SeqCst fences in `Inbox` weakened to AcqRel makes
+    /// this fail (the chunk stays queued on a heap nobody uses).
+    #[test]
+    fn loom_exit_and_remote_free_strand_no_pool() {
+        loom::model(|| {
+            let (heap, chunk) = Heap::new();
+            let heap = Arc::new(heap);
+            let freer = {
+                let heap = heap.clone();
+                thread::spawn(move || heap.remote_free(chunk))
+            };
+            heap.exit();
+            freer.join().unwrap();
+            // SAFETY: every other thread is done.
+            let pool = unsafe { &*heap.pool };
+            assert!(heap.inbox.queue.is_empty(), "a pool stranded on the queue");
+            assert!(!pool.is_queued(), "a pool stranded with its bit set");
+            assert!(!pool.remote_in_use());
+            // SAFETY: every other thread is done.
+            assert_eq!(heap.private.with(|c| unsafe { *c }), 1);
+            assert_eq!(pool.used(), 0);
+        });
+    }
+}
