@@ -16,9 +16,9 @@ use crate::pool::{EmptyQueue, Pool, PoolQueue};
 use crate::segment::Segment;
 use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
+use crate::sync::{fence, AtomicBool, Ordering};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use crate::sync::{fence, AtomicBool, Ordering};
 
 /// The per-thread state of the global allocator.
 pub(crate) type ThreadCore = Core<ThreadPolicy>;

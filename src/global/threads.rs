@@ -420,12 +420,7 @@ impl Evicted {
         // pushed back (see `push_idle_warm`).
         unsafe {
             for &v in &self.victims[..self.n] {
-                // A servicer (`service_idle`) may hold its owner lock, or
-                // the exiting thread that pushed it, until it releases it.
-                hold_owner(v);
-                thread_core::abandon(&mut *v);
-                release_owner(v);
-                push_idle(v);
+                give_up_idle(v);
             }
             // Outside the idle lock; the heap may have been taken by a new
             // thread meanwhile: the decommit only try-locks its reserve, as
@@ -481,20 +476,45 @@ pub(crate) fn cool_idle() -> usize {
         if c.is_null() {
             return cooled;
         }
-        // SAFETY: as above: ours alone until pushed back, once a servicer
-        // (`service_idle`) that may hold its owner lock is done.
-        unsafe {
-            hold_owner(c);
-            thread_core::abandon(&mut *c);
-            release_owner(c);
-            push_idle(c);
-        }
+        // SAFETY: as above: ours alone until pushed back.
+        unsafe { give_up_idle(c) };
         cooled += 1;
     }
 }
 
+/// Abandons the memory of idle core `c`, which the caller took off the idle
+/// stack, and puts it back on the stack cold. Under `REAP_LOCK`, so no
+/// servicer or reaper holds `c`'s owner lock meanwhile (they take
+/// `REAP_LOCK` first), and no `fork` comes while `c` is half abandoned
+/// (`fork_prepare` takes it): the `fork` child finds every idle core whole
+/// (`child_release_others`). The wait for the owner lock is for the
+/// exiting thread that pushed `c`, which releases it right after its push.
+/// The caller holds no owner lock of a core on the idle stack, nor the
+/// idle lock (lock order: reap, owner, idle).
+///
+/// # Safety
+/// `c` is a live thread core no thread is attached to, which the caller
+/// took off the idle stack.
+unsafe fn give_up_idle(c: *mut ThreadCore) {
+    REAP_LOCK.lock();
+    // SAFETY: off the stack (contract), so no thread can attach to `c`;
+    // with its owner lock held nobody else touches its private state.
+    unsafe {
+        hold_owner(c);
+        thread_core::abandon(&mut *c);
+        release_owner(c);
+        push_idle(c);
+    }
+    REAP_LOCK.unlock();
+}
+
 #[cfg(test)]
 thread_local! {
+    /// Runs in [`thread_exit`] once the core is on the idle stack, before
+    /// the exiting thread releases its owner lock (the unit test of a
+    /// `fork` at that moment).
+    static BEFORE_EXIT_UNLOCK: core::cell::Cell<Option<unsafe fn(*mut ThreadCore)>> =
+        const { core::cell::Cell::new(None) };
     /// Runs in [`thread_exit`] just after the exiting thread releases its
     /// core's owner lock, the first moment another thread's free may
     /// service the core (the unit test of the exit window).
@@ -530,7 +550,14 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
         thread_core::retire(&mut *core, crate::config::WARM_IDLE_BYTES);
         (*core).policy.attached = false;
         (*core).policy.inbox.set_idle(true);
+        // With `attached`, under the owner lock: a `fork` child counts the
+        // threads it lost by their attached cores.
+        stats::THREADS.fetch_sub(1, Ordering::Relaxed);
         let evicted = push_idle_warm(core);
+        #[cfg(test)]
+        if let Some(f) = BEFORE_EXIT_UNLOCK.take() {
+            f(core);
+        }
         libc::pthread_mutex_unlock(core::ptr::addr_of_mut!((*core).policy.owner_lock));
         #[cfg(test)]
         if let Some(f) = AFTER_EXIT_UNLOCK.take() {
@@ -545,7 +572,6 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
             service_idle(core);
         }
     }
-    stats::THREADS.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// What a warm idle heap may keep of the pools emptied by frees collected
@@ -608,8 +634,9 @@ pub(crate) unsafe fn service_idle(core: *mut ThreadCore) {
     REAP_LOCK.unlock();
 }
 
-/// Takes an idle core's owner lock (waiting for a servicer, which holds it
-/// for one collection at most).
+/// Takes an idle core's owner lock (waiting for the exiting thread that
+/// pushed the core onto the idle stack, which releases it right after, or
+/// a servicer, which holds it for one collection at most).
 ///
 /// # Safety
 /// `core` is a live thread core no thread is attached to, which the caller
@@ -817,21 +844,30 @@ extern "C" fn fork_child() {
 /// In a `fork` child (only the forking thread exists), for every other
 /// thread core: what is safe to give back.
 ///
-/// * A core whose owner lock is held belonged to a thread that does not
-///   exist here (or to one abandoning an idle heap). That thread may have
-///   been stopped by the fork in the middle of any operation on its private
-///   state (slab lists, pools, segments: owner-only, no lock), so only its
-///   reserve is touched: every reserve was consistent across the fork
-///   (`fork_prepare` held every reserve lock), and its pools are decommitted
-///   and their bytes given back to the budget, as a reclaim over the budget
-///   does. Its other pools stay held (their chunks may be live in the
-///   child, which may free them: those frees queue pools on the core, which
-///   nobody collects). Its thread no longer counts in `stats().threads`.
-/// * A core no thread was attached to and that is off the idle stack was
-///   on its way onto it (a thread exiting) or off it (a thread attaching):
-///   nobody was inside it (no servicer ran: `fork_prepare` held
-///   `REAP_LOCK`), so it is whole; it gives up its memory and goes onto the
-///   idle stack cold, usable by the child's threads.
+/// * A core whose owner lock is held and that is attached belonged to a
+///   thread that does not exist here. That thread may have been stopped by
+///   the fork in the middle of any operation on its private state (slab
+///   lists, pools, segments: owner-only, no lock), so only its reserve is
+///   touched: every reserve was consistent across the fork (`fork_prepare`
+///   held every reserve lock), and its pools are decommitted and their
+///   bytes given back to the budget, as a reclaim over the budget does. Its
+///   other pools stay held (their chunks may be live in the child, which
+///   may free them: those frees queue pools on the core, which nobody
+///   collects). Its thread no longer counts in `stats().threads`.
+/// * A core whose owner lock is held and that no thread is attached to is
+///   whole: every holder of an idle core's lock that works on the core's
+///   state (a servicer, a reaper, [`give_up_idle`]) holds `REAP_LOCK`,
+///   which `fork_prepare` took, so the holder was a thread between its
+///   detach and the release of the lock (thread exit: `retire` done, the
+///   core pushed onto the idle stack or about to be) or between taking the
+///   lock and setting `attached` (attach). Its lock gets a fresh, free
+///   mutex (the holder does not exist here), and it is then treated as
+///   below.
+/// * A core no thread is attached to, with its lock free, and off the idle
+///   stack was on its way onto it (a thread exiting, or an idle heap over
+///   the warm bounds before `give_up_idle`) or off it (a thread
+///   attaching): whole, as said above; it gives up its memory and goes
+///   onto the idle stack cold, usable by the child's threads.
 /// * Idle cores on the stack are whole and stay as they are, warm ones
 ///   with their memory, for the child's new threads.
 fn child_release_others(own: *mut ThreadCore) {
@@ -840,13 +876,18 @@ fn child_release_others(own: *mut ThreadCore) {
     while !c.is_null() {
         // SAFETY: cores on ALL are live (never unmapped) with initialised
         // locks; only this thread exists, so a lock we take is not
-        // contended, and a core whose lock is free and that is attached to
-        // no thread is used by nobody (see above). Reserve locks are free
-        // (released above) and their reserves consistent.
+        // contended, and a core that is attached to no thread is whole and
+        // used by nobody (see above). Reserve locks are free (released
+        // above) and their reserves consistent.
         unsafe {
             if c != own {
                 let m = core::ptr::addr_of_mut!((*c).policy.owner_lock);
-                match libc::pthread_mutex_trylock(m) {
+                let mut r = libc::pthread_mutex_trylock(m);
+                if r != 0 && r != libc::EOWNERDEAD && !(*c).policy.attached {
+                    init_owner_lock(c);
+                    r = libc::pthread_mutex_trylock(m);
+                }
+                match r {
                     0 => {
                         let lost = !(*c).policy.attached && !(*c).policy.idle.is_linked();
                         if lost {
@@ -881,28 +922,26 @@ fn child_release_others(own: *mut ThreadCore) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicI32;
+    use std::sync::Mutex;
 
-    /// What a free that queued a pool on the exiting thread's core does the
-    /// first moment it can: services the core.
-    unsafe fn servicing_free(core: *mut ThreadCore) {
-        // SAFETY: a live core (the caller's contract).
-        unsafe { service_idle(core) };
-    }
+    /// The tests of this module one at a time: each attaches a core by hand
+    /// and checks it on the idle stack after its exit, where the other's
+    /// `attach` would take it.
+    static SERIAL: Mutex<()> = Mutex::new(());
 
-    /// The thread-exit window (found by a review): a free that services an
-    /// exiting thread's heap just after the exit releases the heap's owner
-    /// lock must find the heap on the idle stack, counted warm, and keep
-    /// its reserve. When the exit released the lock before pushing the heap
-    /// onto the stack, the servicer took it for a cold heap and handed its
-    /// whole reserve back, and the stack counted 0 bytes for it (this test
-    /// failed so: `held` was 0). Deterministic: the servicer runs at that
-    /// point through a test hook (`AFTER_EXIT_UNLOCK`) in the exiting
-    /// thread itself, since with real threads the window is a few
-    /// instructions wide. The unit tests do not install `Flist`, so the
-    /// thread's core is attached, used and detached by hand here.
-    #[test]
-    fn a_free_servicing_a_heap_as_its_thread_exits_keeps_the_warm_reserve() {
-        std::thread::spawn(|| {
+    /// Runs `exit_with_hooks` in a new thread that attached a core by hand
+    /// (the unit tests do not install `Flist`), allocated and freed 2,000
+    /// chunks of 256 bytes through it (so its reserve holds pools), and then
+    /// runs [`thread_exit`] with the given hooks; then `check` with the core,
+    /// in that thread.
+    fn exit_with_hooks(
+        before_unlock: Option<unsafe fn(*mut ThreadCore)>,
+        after_unlock: Option<unsafe fn(*mut ThreadCore)>,
+        check: fn(*mut ThreadCore),
+    ) {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        std::thread::spawn(move || {
             let core = attach();
             assert!(!core.is_null(), "no core");
             // SAFETY: this thread's own live core; every chunk is freed once.
@@ -920,21 +959,120 @@ mod tests {
                 // SAFETY: a key made by pthread_key_create.
                 unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, null_mut()) };
             }
-            AFTER_EXIT_UNLOCK.set(Some(servicing_free));
+            BEFORE_EXIT_UNLOCK.set(before_unlock);
+            AFTER_EXIT_UNLOCK.set(after_unlock);
             thread_exit(core.cast());
             assert_eq!(current() as usize, DETACHED);
+            check(core);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// What a free that queued a pool on the exiting thread's core does the
+    /// first moment it can: services the core.
+    unsafe fn servicing_free(core: *mut ThreadCore) {
+        // SAFETY: a live core (the caller's contract).
+        unsafe { service_idle(core) };
+    }
+
+    /// The thread-exit window (found by a review): a free that services an
+    /// exiting thread's heap just after the exit releases the heap's owner
+    /// lock must find the heap on the idle stack, counted warm, and keep
+    /// its reserve. When the exit released the lock before pushing the heap
+    /// onto the stack, the servicer took it for a cold heap and handed its
+    /// whole reserve back, and the stack counted 0 bytes for it (this test
+    /// failed so: `held` was 0). Deterministic: the servicer runs at that
+    /// point through a test hook (`AFTER_EXIT_UNLOCK`) in the exiting
+    /// thread itself, since with real threads the window is a few
+    /// instructions wide.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "robust pthread mutexes, key destructors and fork are outside miri"
+    )]
+    fn a_free_servicing_a_heap_as_its_thread_exits_keeps_the_warm_reserve() {
+        exit_with_hooks(None, Some(servicing_free), |core| {
             // SAFETY: the core is live; `warm` and `warm_bytes` are read
-            // under the idle lock. No other test attaches a core, so it is
-            // still on the stack.
+            // under the idle lock. No other test attaches a core meanwhile
+            // (`SERIAL`), so it is still on the stack.
             let (warm, counted) =
                 IDLE.with(|_| unsafe { ((*core).policy.warm, (*core).policy.warm_bytes) });
             // SAFETY: as above; the reserve is read under its lock.
             let held = unsafe { (*core).policy.warm_reserve_bytes() };
-            assert!(warm, "the exited thread's heap is not warm on the idle stack");
+            assert!(
+                warm,
+                "the exited thread's heap is not warm on the idle stack"
+            );
             assert!(held > 0, "the servicing free handed the whole reserve back");
             assert_eq!(counted, held, "the idle stack counts what the heap holds");
-        })
-        .join()
-        .unwrap();
+        });
+    }
+
+    /// The wait status of the child of [`fork_now`].
+    static FORK_STATUS: AtomicI32 = AtomicI32::new(-1);
+
+    /// Forks as `fork` with the handlers registered would (the unit tests
+    /// do not register them). The child checks the exiting thread's core:
+    /// still on the idle stack, warm, and its owner lock free for the
+    /// child's threads; it exits 0 if so (2: off the stack, 3: cold, 4: the
+    /// lock is held by the parent-side thread, so the child's next thread
+    /// would wait on it for ever). It allocates nothing.
+    unsafe fn fork_now(core: *mut ThreadCore) {
+        fork_prepare();
+        // SAFETY: fork has no preconditions; the child only reads the
+        // allocator's state, runs the child handler and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            fork_child();
+            // SAFETY: the core is live; only this thread exists here.
+            let code = unsafe {
+                let (linked, warm) =
+                    IDLE.with(|_| ((*core).policy.idle.is_linked(), (*core).policy.warm));
+                let m = core::ptr::addr_of_mut!((*core).policy.owner_lock);
+                if !linked {
+                    2
+                } else if !warm {
+                    3
+                } else if libc::pthread_mutex_trylock(m) != 0 {
+                    4
+                } else {
+                    0
+                }
+            };
+            // SAFETY: leaves the child at once, running nothing of the
+            // parent's.
+            unsafe { libc::_exit(code) };
+        }
+        fork_parent();
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        FORK_STATUS.store(status, Ordering::Relaxed);
+    }
+
+    /// The fork corner: a `fork` while a thread exits, its heap already on
+    /// the idle stack but its owner lock not yet released (the exit holds it
+    /// across the push, for the exit window above). The child keeps the
+    /// heap on the stack, warm, with a fresh owner lock: the parent-side
+    /// holder does not exist in the child, and a child thread that took the
+    /// heap would otherwise wait for that lock for ever (this test failed
+    /// so, exit code 4, before `child_release_others` renewed the lock of a
+    /// held core no thread is attached to). Deterministic: the fork runs at
+    /// that point through a test hook (`BEFORE_EXIT_UNLOCK`).
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "robust pthread mutexes, key destructors and fork are outside miri"
+    )]
+    fn a_fork_as_a_thread_exits_leaves_its_heap_usable_in_the_child() {
+        exit_with_hooks(Some(fork_now), None, |_| {
+            let status = FORK_STATUS.load(Ordering::Relaxed);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the child found the exiting thread's heap unusable: wait status {status:#x}"
+            );
+        });
     }
 }
