@@ -870,6 +870,41 @@ mod loom_tests {
         }
     }
 
+    impl Heap {
+        /// A new thread takes the heap off the idle stack (`threads::attach`:
+        /// waits for the owner lock, then `attached` and the hint under
+        /// it), and runs its slow path once (collects its queue). It keeps
+        /// the lock: it is the heap's thread now.
+        fn attach(&self) {
+            self.owner_lock.lock();
+            // SAFETY: written under the owner lock, which guards it.
+            self.attached.with_mut(|a| unsafe { *a = true });
+            self.inbox.set_idle(false);
+            self.collect();
+        }
+
+        /// After the model's threads: the chunk was collected exactly once,
+        /// or is on the queue of a heap a thread is attached to, whose next
+        /// slow path then collects it (never on the queue of a heap nobody
+        /// uses); then no pool is queued and the pool's bit is clear.
+        fn check(&self) {
+            // SAFETY: every other thread is done.
+            let attached = self.attached.with(|a| unsafe { *a });
+            if !self.inbox.queue.is_empty() {
+                assert!(attached, "a pool stranded on the queue of an idle heap");
+                self.collect();
+            }
+            // SAFETY: every other thread is done.
+            let pool = unsafe { &*self.pool };
+            assert!(self.inbox.queue.is_empty());
+            assert!(!pool.is_queued(), "a pool stranded with its bit set");
+            assert!(!pool.remote_in_use());
+            // SAFETY: every other thread is done.
+            assert_eq!(self.private.with(|c| unsafe { *c }), 1);
+            assert_eq!(pool.used(), 0);
+        }
+    }
+
     impl Drop for Heap {
         fn drop(&mut self) {
             // SAFETY: made by `Heap::new` with these layouts, freed once,
@@ -898,14 +933,35 @@ mod loom_tests {
             };
             heap.exit();
             freer.join().unwrap();
-            // SAFETY: every other thread is done.
-            let pool = unsafe { &*heap.pool };
             assert!(heap.inbox.queue.is_empty(), "a pool stranded on the queue");
-            assert!(!pool.is_queued(), "a pool stranded with its bit set");
-            assert!(!pool.remote_in_use());
-            // SAFETY: every other thread is done.
-            assert_eq!(heap.private.with(|c| unsafe { *c }), 1);
-            assert_eq!(pool.used(), 0);
+            heap.check();
+        });
+    }
+
+    /// As above, with a new thread taking the heap as soon as the exit
+    /// releases it: the free's service may then find the owner lock held
+    /// (by the exit's service or the new thread) or the heap attached, and
+    /// the pool may stay queued, but only on the new thread's heap. This
+    /// checks that every collection (exit, servicer, new thread) is ordered
+    /// by the owner lock; it cannot catch a weakened fence (a pool left
+    /// queued is always on an attached heap here): the model above does.
+    #[test]
+    fn loom_exit_remote_free_and_attach_strand_no_pool() {
+        loom::model(|| {
+            let (heap, chunk) = Heap::new();
+            let heap = Arc::new(heap);
+            let freer = {
+                let heap = heap.clone();
+                thread::spawn(move || heap.remote_free(chunk))
+            };
+            let next = {
+                let heap = heap.clone();
+                thread::spawn(move || heap.attach())
+            };
+            heap.exit();
+            freer.join().unwrap();
+            next.join().unwrap();
+            heap.check();
         });
     }
 }
