@@ -623,8 +623,8 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
 }
 
 /// At thread exit: collects the chunks other threads freed (its queue of
-/// pools; a pool queued later waits there for the next thread that takes
-/// the core, live, with its segment), moves every
+/// pools; a pool queued later is collected by the free that queued it or
+/// by the exit's last look at the queue, see [`Inbox`]), moves every
 /// empty pool onto the reserve (those whose pages were all touched newest),
 /// hands the oldest reserve pools back until the reserve holds at most
 /// `max_bytes` (and its own bounds), and keeps everything else (pools with
