@@ -1,7 +1,8 @@
 //! The atomics the allocator's cross-thread protocols use, from one place:
 //! `core`'s in normal builds, loom's under `--cfg loom`, so the loom models
-//! in this crate (`loom_tests` modules of `pool.rs` and
-//! `global/abandoned.rs`) drive the real remote-free and adoption code.
+//! in this crate (`loom_tests` modules of `pool.rs`,
+//! `global/abandoned.rs` and `global/thread_core.rs`) drive the real
+//! remote-free, adoption and idle hand-off code.
 //!
 //! loom's atomics cannot be built in a `const` context, live in a `static`,
 //! or be read from zero-filled memory. So under loom: a pool slot is built
@@ -14,6 +15,6 @@
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p flistalloc --lib loom`.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};

@@ -16,9 +16,9 @@ use crate::pool::{EmptyQueue, Pool, PoolQueue};
 use crate::segment::Segment;
 use crate::segment_map::GLOBAL_TAG;
 use crate::stats;
+use crate::sync::{fence, AtomicBool, Ordering};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{fence, AtomicBool, Ordering};
 
 /// The per-thread state of the global allocator.
 pub(crate) type ThreadCore = Core<ThreadPolicy>;
@@ -42,16 +42,9 @@ pub(crate) struct Reserve {
 
 /// What a thread's core keeps beyond an `Arena`'s.
 pub(crate) struct ThreadPolicy {
-    /// Pools of our segments into which other threads freed chunks: the
-    /// free that sets a pool's `QUEUED` bit pushes the pool here (see
-    /// `Pool`'s `remote`); the owner takes the whole queue in its slow path
-    /// ([`collect_queue`]). Cores are never unmapped, so a push onto the
-    /// queue of a core whose thread has gone is harmless: the pusher
-    /// collects the queue for the idle core if it can ([`enqueue`],
-    /// `threads::service_idle`), handing the pool on if its segment has
-    /// moved; otherwise the pool waits there, live, for the next push or the
-    /// core's next thread.
-    pub(crate) queue: PoolQueue,
+    /// Pools of our segments into which other threads freed chunks, and
+    /// whether a thread uses the core, for those frees (see [`Inbox`]).
+    pub(crate) inbox: Inbox,
     /// True while the core collects its queue or adopts a segment: a pool
     /// emptied then does not make [`ThreadPolicy::pool_emptied`] collect the
     /// queue itself (no recursion, and the caller's pointers to pools stay
@@ -83,14 +76,9 @@ pub(crate) struct ThreadPolicy {
     /// exit (see `threads::reap_dead`). Initialised before first use.
     pub(crate) owner_lock: libc::pthread_mutex_t,
     /// Whether a thread uses this core; read and written only while holding
-    /// `owner_lock`.
+    /// `owner_lock` (the inbox's idle hint follows it, written under the
+    /// lock too).
     pub(crate) attached: bool,
-    /// `!attached`, readable without the lock: set by thread exit before
-    /// it releases `owner_lock`, cleared by attach once it holds it. Only a
-    /// hint (a free that queues a pool here reads it to decide whether to
-    /// collect the queue for the idle heap, `threads::service_idle`, which
-    /// checks `attached` under the lock).
-    pub(crate) idle_hint: AtomicBool,
     /// Link in the list of every thread core ever made (never unmapped);
     /// written once, before the core is published.
     pub(crate) next_all: *mut ThreadCore,
@@ -107,11 +95,92 @@ unsafe impl Adapter for IdleList {
     }
 }
 
+/// A heap's inbox: the queue of its pools into which other threads freed
+/// chunks, and whether a thread uses the heap (the idle hint).
+///
+/// The free that sets a pool's `QUEUED` bit pushes the pool onto `queue`
+/// (see `Pool`'s `remote`); the heap's thread takes the whole queue in its
+/// slow path ([`collect_queue`]). Cores are never unmapped, so a push onto
+/// the queue of a core whose thread has gone is harmless, but nobody would
+/// collect it: so the two sides meet in a fence pair (a Dekker/store-buffer
+/// pattern, so SeqCst: acquire/release orders nothing between a store and a
+/// later load of another location).
+///
+/// * A free: pushes the pool ([`push`](Inbox::push)), SeqCst fence, reads
+///   the hint; if it reads "idle" it services the heap
+///   (`threads::service_idle`, which try-locks the owner lock).
+/// * Thread exit: with the owner lock held, writes the hint
+///   ([`set_idle`](Inbox::set_idle)); releases the lock; SeqCst fence,
+///   reads the queue ([`queued_after_idle`](Inbox::queued_after_idle)); if
+///   it is not empty it services the heap itself.
+///
+/// The two fences are ordered one way or the other in the single total
+/// order of SeqCst fences. If the exit's comes first, the free's hint read
+/// (after its fence) sees "idle", and its try-lock sees the owner lock
+/// released (the release is before the exit's fence too), so the free
+/// services the heap unless someone else holds that lock (the exit's own
+/// service, or a new thread that took the heap and will collect its queue
+/// in its slow path). If the free's comes first, the exit's queue read
+/// sees the push. Either way no pool is left on the queue of a heap nobody
+/// uses: the loom model `loom_tests` below checks this on this code, and
+/// fails with either fence weakened to AcqRel. (One case stays open, as
+/// the README says: a servicer gives up at once if another thread is
+/// servicing or reaping heaps, `threads::REAP_LOCK`.)
+pub(crate) struct Inbox {
+    /// The pools to collect, each with its `QUEUED` bit set (see
+    /// `PoolQueue`).
+    pub(crate) queue: PoolQueue,
+    /// `!attached`, readable without the lock: written only while the owner
+    /// lock is held (set by thread exit and by a reaper before they release
+    /// it, cleared by attach once it holds it). Only a hint: a servicer
+    /// checks `attached` under the lock.
+    idle_hint: AtomicBool,
+}
+
+impl Inbox {
+    /// An empty inbox of a core no thread uses yet.
+    pub(crate) fn new() -> Inbox {
+        Inbox {
+            queue: PoolQueue::new(),
+            idle_hint: AtomicBool::new(false),
+        }
+    }
+
+    /// The free's half: queues `pool`, then returns whether the heap looked
+    /// idle afterwards (the caller must then service it,
+    /// `threads::service_idle`).
+    ///
+    /// # Safety
+    /// As [`PoolQueue::push`].
+    pub(crate) unsafe fn push(&self, pool: *mut Pool) -> bool {
+        // SAFETY: the caller keeps `PoolQueue::push`'s contract.
+        unsafe { self.queue.push(pool) };
+        // Pairs with the fence in `queued_after_idle` (see the type).
+        fence(Ordering::SeqCst);
+        self.idle_hint.load(Ordering::Relaxed)
+    }
+
+    /// Sets the idle hint; the caller holds the core's owner lock and sets
+    /// `attached` to `!idle` with it.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.idle_hint.store(idle, Ordering::Relaxed);
+    }
+
+    /// The exit's half, after it released the owner lock: whether a pool
+    /// was queued that the free that queued it may have left (the caller
+    /// then services the heap itself).
+    pub(crate) fn queued_after_idle(&self) -> bool {
+        // Pairs with the fence in `push` (see the type).
+        fence(Ordering::SeqCst);
+        !self.queue.is_empty()
+    }
+}
+
 impl ThreadPolicy {
     /// A fresh policy with the reserve bounds of the configuration.
     pub(crate) fn new(reserve_pools: usize, reserve_bytes: usize) -> ThreadPolicy {
         ThreadPolicy {
-            queue: PoolQueue::new(),
+            inbox: Inbox::new(),
             collecting: false,
             reserve_lock: SpinLock::new(),
             reserve: UnsafeCell::new(Reserve {
@@ -125,7 +194,6 @@ impl ThreadPolicy {
             warm_bytes: 0,
             owner_lock: libc::PTHREAD_MUTEX_INITIALIZER,
             attached: false,
-            idle_hint: AtomicBool::new(false),
             next_all: null_mut(),
         }
     }
@@ -268,7 +336,7 @@ impl Policy for ThreadPolicy {
             }
         }
         // `pool` is not touched any more: collecting may release it.
-        if !core.policy.collecting && !core.policy.queue.is_empty() {
+        if !core.policy.collecting && !core.policy.inbox.queue.is_empty() {
             collect_queue(core);
         }
     }
@@ -484,7 +552,7 @@ unsafe fn decommit_older(lock: &SpinLock, reserve: *const Reserve, now: u32, del
 #[cold]
 #[inline(never)]
 pub(crate) fn collect_queue(core: &mut ThreadCore) -> bool {
-    let list = core.policy.queue.take();
+    let list = core.policy.inbox.queue.take();
     let was = core::mem::replace(&mut core.policy.collecting, true);
     // SAFETY: taken just now by the core's owner from its own queue; a
     // foreign pool has its bit set and is on no queue any more, and we took
@@ -516,11 +584,9 @@ pub(crate) unsafe fn enqueue(pool: *mut Pool, seg: *mut Segment) {
         }
         if !owner.is_null() {
             let owner = owner.cast::<ThreadCore>();
-            (*owner).policy.queue.push(pool);
-            // Pairs with the fence in thread exit: either it sees our push
-            // (and collects its queue itself) or we see its hint.
-            fence(Ordering::SeqCst);
-            if (*owner).policy.idle_hint.load(Ordering::Relaxed) {
+            // Either the owner's thread exit sees our push (and services
+            // its queue itself) or we see its idle hint (see `Inbox`).
+            if (*owner).policy.inbox.push(pool) {
                 threads::service_idle(owner);
             }
         }
@@ -557,8 +623,8 @@ pub(crate) unsafe fn adopt(core: &mut ThreadCore, seg: *mut Segment) {
 }
 
 /// At thread exit: collects the chunks other threads freed (its queue of
-/// pools; a pool queued later waits there for the next thread that takes
-/// the core, live, with its segment), moves every
+/// pools; a pool queued later is collected by the free that queued it or
+/// by the exit's last look at the queue, see [`Inbox`]), moves every
 /// empty pool onto the reserve (those whose pages were all touched newest),
 /// hands the oldest reserve pools back until the reserve holds at most
 /// `max_bytes` (and its own bounds), and keeps everything else (pools with
@@ -668,4 +734,234 @@ pub(crate) fn abandon(core: &mut ThreadCore) {
         });
     }
     collect_queue(core);
+}
+
+/// Loom model of the idle hand-off between a thread's exit and a free that
+/// queues a pool on its heap: the real [`Inbox`] (its fence pair), `Pool`,
+/// `PoolQueue` and `SpinLock` (run with `--cfg loom`, see `sync.rs`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::pool::for_each_queued;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::alloc::Layout;
+
+    const CHUNK: usize = 64;
+
+    /// One heap as its thread exits: its inbox, a loom lock word standing
+    /// for its robust owner lock (`threads::service_idle` try-locks it as
+    /// the model's servicer does), `attached`, and one pool of its segment
+    /// with a chunk handed to another thread. `private` stands for the
+    /// heap's owner-only state that a collection writes (free lists,
+    /// counts, the reserve): loom does not see plain memory, so the cell is
+    /// how it checks that the collections of the exiting thread and of a
+    /// servicer are ordered by the owner lock. It counts chunks collected.
+    struct Heap {
+        inbox: Inbox,
+        owner_lock: SpinLock<crate::sync::AtomicBool>,
+        attached: UnsafeCell<bool>,
+        private: UnsafeCell<u32>,
+        pool: *mut Pool,
+        mem: *mut u8,
+    }
+
+    // SAFETY: the pool is shared as the allocator shares one: its owner-only
+    // fields are used under the owner lock (the exiting thread holds it
+    // until it releases the heap), other threads only push chunks they hold
+    // (`Pool::push_remote`) and queue the pool when their push set its bit.
+    unsafe impl Send for Heap {}
+    // SAFETY: as for Send.
+    unsafe impl Sync for Heap {}
+
+    fn layout() -> Layout {
+        Layout::from_size_align(2 * CHUNK, crate::size_class::PAGE).unwrap()
+    }
+
+    impl Heap {
+        /// An attached heap, its owner lock held by its thread (the model's
+        /// main thread), with one chunk of its pool handed out; returns the
+        /// chunk too.
+        fn new() -> (Heap, usize) {
+            // SAFETY: a non-zero size.
+            let mem = unsafe { std::alloc::alloc_zeroed(layout()) };
+            assert!(!mem.is_null());
+            let pool = Box::into_raw(Box::new(Pool::empty()));
+            // SAFETY: the box just made, not shared yet; the memory is ours,
+            // page-aligned and zeroed, as a fresh pool's pages are.
+            let chunk = unsafe {
+                (*pool).init(mem, 2 * CHUNK, CHUNK, 0, 0);
+                (*pool).take().unwrap().0.as_ptr() as usize
+            };
+            let heap = Heap {
+                inbox: Inbox::new(),
+                owner_lock: SpinLock::from_word(crate::sync::AtomicBool::new(false)),
+                attached: UnsafeCell::new(true),
+                private: UnsafeCell::new(0),
+                pool,
+                mem,
+            };
+            heap.owner_lock.lock();
+            heap.inbox.set_idle(false);
+            (heap, chunk)
+        }
+
+        /// The heap's collection of its queue (`collect_queue`): takes the
+        /// queue whole and collects each pool on it, clearing its bit. The
+        /// caller holds the owner lock.
+        fn collect(&self) {
+            let list = self.inbox.queue.take();
+            let mut n = 0;
+            // SAFETY: the list was just taken by the heap (its owner lock
+            // held); each pool on it is of the heap's own segment.
+            unsafe {
+                for_each_queued(list, |p| {
+                    assert_eq!(p, self.pool, "only the model's pool is queued");
+                    n += (*p).collect_dequeued();
+                });
+            }
+            // SAFETY: the cell's own pointer; loom fails the model if two
+            // collections are not ordered by the owner lock.
+            self.private.with_mut(|c| unsafe { *c += n });
+        }
+
+        /// `threads::service_idle`: collects the queue for the heap if it
+        /// can take the owner lock at once and no thread is attached.
+        fn service(&self) {
+            if !self.owner_lock.try_lock() {
+                return;
+            }
+            // SAFETY: read under the owner lock, which guards it.
+            if !self.attached.with(|a| unsafe { *a }) {
+                self.collect();
+            }
+            self.owner_lock.unlock();
+        }
+
+        /// Another thread frees the chunk it holds (`remote::free`, then
+        /// `enqueue` for the owned segment): pushes it onto the pool's
+        /// remote stack, and the push that set the pool's bit queues the
+        /// pool on the heap and services the heap if it looked idle.
+        fn remote_free(&self, chunk: usize) {
+            // SAFETY: a live pool and a chunk of it this thread holds and
+            // hands back; a true return makes it the one that queues it.
+            unsafe {
+                if Pool::push_remote(self.pool, chunk) && self.inbox.push(self.pool) {
+                    self.service();
+                }
+            }
+        }
+
+        /// The heap's thread exits (`threads::thread_exit`): `retire`
+        /// collects the queue; detaches (with the idle hint) under the
+        /// owner lock; the push onto the idle stack (no part of this
+        /// protocol) comes here; releases the lock; then the exit's half of
+        /// the fence pair, servicing the heap itself if a pool was queued.
+        fn exit(&self) {
+            self.collect();
+            // SAFETY: written under the owner lock, which guards it.
+            self.attached.with_mut(|a| unsafe { *a = false });
+            self.inbox.set_idle(true);
+            self.owner_lock.unlock();
+            if self.inbox.queued_after_idle() {
+                self.service();
+            }
+        }
+    }
+
+    impl Heap {
+        /// A new thread takes the heap off the idle stack (`threads::attach`:
+        /// waits for the owner lock, then `attached` and the hint under
+        /// it), and runs its slow path once (collects its queue). It keeps
+        /// the lock: it is the heap's thread now.
+        fn attach(&self) {
+            self.owner_lock.lock();
+            // SAFETY: written under the owner lock, which guards it.
+            self.attached.with_mut(|a| unsafe { *a = true });
+            self.inbox.set_idle(false);
+            self.collect();
+        }
+
+        /// After the model's threads: the chunk was collected exactly once,
+        /// or is on the queue of a heap a thread is attached to, whose next
+        /// slow path then collects it (never on the queue of a heap nobody
+        /// uses); then no pool is queued and the pool's bit is clear.
+        fn check(&self) {
+            // SAFETY: every other thread is done.
+            let attached = self.attached.with(|a| unsafe { *a });
+            if !self.inbox.queue.is_empty() {
+                assert!(attached, "a pool stranded on the queue of an idle heap");
+                self.collect();
+            }
+            // SAFETY: every other thread is done.
+            let pool = unsafe { &*self.pool };
+            assert!(self.inbox.queue.is_empty());
+            assert!(!pool.is_queued(), "a pool stranded with its bit set");
+            assert!(!pool.remote_in_use());
+            // SAFETY: every other thread is done.
+            assert_eq!(self.private.with(|c| unsafe { *c }), 1);
+            assert_eq!(pool.used(), 0);
+        }
+    }
+
+    impl Drop for Heap {
+        fn drop(&mut self) {
+            // SAFETY: made by `Heap::new` with these layouts, freed once,
+            // after every thread of the model is done.
+            unsafe {
+                drop(Box::from_raw(self.pool));
+                std::alloc::dealloc(self.mem, layout());
+            }
+        }
+    }
+
+    /// A thread frees a chunk into a pool of a heap whose thread exits
+    /// meanwhile. No pool is stranded: at the end the chunk was collected
+    /// exactly once (by the exit's `retire`, by the exit's own service, or
+    /// by the free's service), the queue is empty and the pool's bit clear.
+    /// Each of the two SeqCst fences in `Inbox` weakened to AcqRel makes
+    /// this fail (the chunk stays queued on a heap nobody uses).
+    #[test]
+    fn loom_exit_and_remote_free_strand_no_pool() {
+        loom::model(|| {
+            let (heap, chunk) = Heap::new();
+            let heap = Arc::new(heap);
+            let freer = {
+                let heap = heap.clone();
+                thread::spawn(move || heap.remote_free(chunk))
+            };
+            heap.exit();
+            freer.join().unwrap();
+            assert!(heap.inbox.queue.is_empty(), "a pool stranded on the queue");
+            heap.check();
+        });
+    }
+
+    /// As above, with a new thread taking the heap as soon as the exit
+    /// releases it: the free's service may then find the owner lock held
+    /// (by the exit's service or the new thread) or the heap attached, and
+    /// the pool may stay queued, but only on the new thread's heap. This
+    /// checks that every collection (exit, servicer, new thread) is ordered
+    /// by the owner lock; it cannot catch a weakened fence (a pool left
+    /// queued is always on an attached heap here): the model above does.
+    #[test]
+    fn loom_exit_remote_free_and_attach_strand_no_pool() {
+        loom::model(|| {
+            let (heap, chunk) = Heap::new();
+            let heap = Arc::new(heap);
+            let freer = {
+                let heap = heap.clone();
+                thread::spawn(move || heap.remote_free(chunk))
+            };
+            let next = {
+                let heap = heap.clone();
+                thread::spawn(move || heap.attach())
+            };
+            heap.exit();
+            freer.join().unwrap();
+            next.join().unwrap();
+            heap.check();
+        });
+    }
 }
