@@ -89,6 +89,21 @@ impl Divisor {
     }
 }
 
+/// The most pages a pool may span for its wholly free pages to be purged
+/// while it has live chunks (one bit each in a `u64` mask): every pool of
+/// up to [`MAX_POOL_BYTES`].
+pub(crate) const PURGE_MAX_PAGES: usize = 64;
+/// The most chunks a pool may hold for its free pages to be purged: the
+/// scan's bitmap of free chunks, 512 bytes on the stack (chunks of 64 bytes
+/// and up in a 64-page pool).
+pub(crate) const PURGE_MAX_CHUNKS: usize = 4096;
+
+/// The mask of pages `p0..=p1` (`p0 <= p1 < 64`).
+fn page_span(p0: usize, p1: usize) -> u64 {
+    let n = p1 - p0 + 1;
+    (if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }) << p0
+}
+
 /// Bit 0 of [`Pool`]'s `remote` word: the pool is on a heap's queue of pools
 /// to collect (or about to be; see the field).
 pub(crate) const QUEUED: usize = 1;
@@ -109,8 +124,10 @@ pub(crate) struct Pool {
     free: *mut FreeChunk,
     /// Chunks handed out and not yet freed back to the owner (chunks pushed
     /// on `remote` still count until collected). Invariant:
-    /// `used + len(free) == carved chunks - len(remote)`, so
-    /// `used <= capacity`.
+    /// `used + len(free) + purged == carved chunks - len(remote)`, so
+    /// `used <= capacity`, where `purged` counts the chunks overlapping the
+    /// pages the segment marks purged (free, on no list:
+    /// [`Pool::purge_free_pages`], [`Pool::unpurge`]).
     used: u32,
     /// Chunks the pool holds: `(end - start) / chunk_size`.
     capacity: u32,
@@ -396,6 +413,155 @@ impl Pool {
             return NonNull::new(c).map(|c| (c, self.zeroed));
         }
         None
+    }
+
+    /// Whether a purge of this pool's wholly free pages
+    /// ([`purge_free_pages`](Pool::purge_free_pages)) is worth its scan:
+    /// the pool has a live chunk, fits the scan's limits, and, if its live
+    /// chunks were spread at random, at least an eighth of its pages (and
+    /// at least one more than `purged_pages`, those given back already)
+    /// would hold none: `(1 - used / capacity)^k` with `k` the chunks that
+    /// overlap one page. Chunks of 256 bytes and up at 10% occupancy pass;
+    /// 64-byte chunks need under 3%.
+    pub fn purge_worthwhile(&self, purged_pages: u32) -> bool {
+        let cap = self.capacity as u64;
+        if self.used == 0
+            || self.pages > PURGE_MAX_PAGES
+            || cap as usize > PURGE_MAX_CHUNKS
+            || self.free.is_null()
+        {
+            return false;
+        }
+        // Chunks overlapping a page: PAGE / chunk, plus one straddling.
+        let k = if self.chunk_size >= PAGE {
+            2
+        } else {
+            PAGE / self.chunk_size + 1
+        };
+        let free = cap - self.used as u64;
+        // 1 - occupancy, raised to k, in 1/65536ths.
+        let mut f: u64 = 1 << 16;
+        for _ in 0..k {
+            f = f * free / cap;
+            if f == 0 {
+                return false;
+            }
+        }
+        let expect = (f * self.pages as u64) >> 16;
+        f * 8 >= 1 << 16 && expect > purged_pages as u64
+    }
+
+    /// The first and last page (inside the pool) chunk `i` overlaps.
+    fn chunk_pages(&self, i: usize) -> (usize, usize) {
+        let off = i * self.chunk_size;
+        (off / PAGE, (off + self.chunk_size - 1) / PAGE)
+    }
+
+    /// Finds the pages of this pool, not in `purged` (bit `i` = page `i` of
+    /// the pool, purged before), that hold only free chunks (on the free
+    /// list, or overlapping a page of `purged`), none of them fresh; takes
+    /// the chunks overlapping those pages off the free list and returns
+    /// their mask. The caller then decommits those pages and marks them
+    /// purged in the segment (they read as zero afterwards, so no link may
+    /// live there: none does once this returns), and later gives their
+    /// chunks back with [`unpurge`](Pool::unpurge). Owner only; only for a
+    /// pool of at most [`PURGE_MAX_PAGES`] pages and
+    /// [`PURGE_MAX_CHUNKS`] chunks. Cost: two walks of the free list.
+    pub fn purge_free_pages(&mut self, purged: u64) -> u64 {
+        let cap = self.capacity as usize;
+        if self.pages > PURGE_MAX_PAGES || cap > PURGE_MAX_CHUNKS || cap == 0 {
+            return 0;
+        }
+        let chunk = self.chunk_size;
+        let start = self.start as usize;
+        let carved = (self.fresh as usize - start) / chunk;
+        let mut free = [0u64; PURGE_MAX_CHUNKS / 64];
+        let mut c = self.free;
+        while !c.is_null() {
+            let i = (c as usize - start) / chunk;
+            free[i / 64] |= 1 << (i % 64);
+            // SAFETY: free-list members are free chunks of this pool holding
+            // the link to the next member (`free`'s invariant).
+            c = unsafe { (*c).next };
+        }
+        let mut old = purged;
+        while old != 0 {
+            let page = old.trailing_zeros() as usize;
+            old &= old - 1;
+            let hi = (((page + 1) * PAGE - 1) / chunk).min(cap - 1);
+            for i in page * PAGE / chunk..=hi {
+                free[i / 64] |= 1 << (i % 64);
+            }
+        }
+        let mut mask = 0u64;
+        for page in 0..self.pages {
+            let lo = page * PAGE / chunk;
+            if lo >= carved {
+                // Fresh chunks from here on.
+                break;
+            }
+            let hi = (((page + 1) * PAGE - 1) / chunk).min(cap - 1);
+            if purged & (1 << page) != 0 || hi >= carved {
+                continue;
+            }
+            if (lo..=hi).all(|i| free[i / 64] & (1 << (i % 64)) != 0) {
+                mask |= 1 << page;
+            }
+        }
+        if mask == 0 {
+            return 0;
+        }
+        // Relink the members that overlap no page of `mask`, in their order.
+        let mut link: *mut *mut FreeChunk = core::ptr::addr_of_mut!(self.free);
+        let mut c = self.free;
+        while !c.is_null() {
+            // SAFETY: as above; `link` is `self.free` or the first word of a
+            // member kept on the list, which lies on a page not in `mask`.
+            unsafe {
+                let next = (*c).next;
+                let (p0, p1) = self.chunk_pages((c as usize - start) / chunk);
+                if mask & page_span(p0, p1) == 0 {
+                    *link = c;
+                    link = core::ptr::addr_of_mut!((*c).next);
+                }
+                c = next;
+            }
+        }
+        // SAFETY: as above.
+        unsafe { *link = null_mut() };
+        mask
+    }
+
+    /// Puts the chunks overlapping the pages of `mask` (purged pages of this
+    /// pool, see [`purge_free_pages`](Pool::purge_free_pages)) back on the
+    /// free list, in address order ahead of the others; returns how many.
+    /// Writing their links faults the pages in again. The caller then
+    /// clears the pages' purged marks. Owner only.
+    pub fn unpurge(&mut self, mask: u64) -> u32 {
+        if mask == 0 {
+            return 0;
+        }
+        let chunk = self.chunk_size;
+        let lo_page = mask.trailing_zeros() as usize;
+        let hi_page = 63 - mask.leading_zeros() as usize;
+        let lo = lo_page * PAGE / chunk;
+        let hi = (((hi_page + 1) * PAGE - 1) / chunk).min(self.capacity as usize - 1);
+        let mut n = 0;
+        for i in (lo..=hi).rev() {
+            let (p0, p1) = self.chunk_pages(i);
+            if mask & page_span(p0, p1) == 0 {
+                continue;
+            }
+            let c = self.start.wrapping_add(i * chunk).cast::<FreeChunk>();
+            debug_assert!((c as usize) < self.fresh as usize);
+            // SAFETY: chunk `i` overlaps a purged page, so it is a free
+            // chunk of this pool on no list (the segment's `purged`
+            // invariant): ours to link; its pages are still mapped.
+            unsafe { (*c).next = self.free };
+            self.free = c;
+            n += 1;
+        }
+        n
     }
 
     /// Moves the chunks other threads freed into the local free list and
