@@ -747,7 +747,11 @@ impl<P: Policy> Core<P> {
                         let lo = m.trailing_zeros() as usize;
                         let run = (m >> lo).trailing_ones() as usize;
                         os::decommit(NonNull::new_unchecked(start.add(lo * PAGE)), run * PAGE);
-                        m = if lo + run >= 64 { 0 } else { m & !(((1u64 << run) - 1) << lo) };
+                        m = if lo + run >= 64 {
+                            0
+                        } else {
+                            m & !(((1u64 << run) - 1) << lo)
+                        };
                     }
                     (*s).mark_purged(first, mask, true);
                     total += mask.count_ones() as usize * PAGE;

@@ -895,6 +895,132 @@ mod tests {
         }
     }
 
+    /// Purging a sparse pool's free pages takes exactly the chunks on pages
+    /// with no live or fresh chunk off the free list, and `unpurge` gives
+    /// each back once: a brute-force check over chunk sizes that straddle
+    /// pages, divide them, and span several.
+    #[test]
+    fn purge_takes_free_pages_off_the_list_and_unpurge_gives_them_back() {
+        const PAGES: usize = 16;
+        let layout = std::alloc::Layout::from_size_align(PAGES * PAGE, PAGE).unwrap();
+        let chunks: &[usize] = if cfg!(miri) {
+            &[1000]
+        } else {
+            &[256, 768, 1000, 4096, 5120]
+        };
+        let mut purged_some = 0;
+        for &chunk in chunks {
+            // SAFETY: a non-zero size.
+            let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+            assert!(!mem.is_null());
+            let mut pool = Pool::empty();
+            pool.init(mem, PAGES * PAGE, chunk, 0, 0);
+            let cap = pool.capacity() as usize;
+            // Carve all but the last two chunks (a fresh tail stays).
+            let carved = cap - 2;
+            let got: Vec<usize> = (0..carved)
+                .map(|_| pool.take().unwrap().0.as_ptr() as usize)
+                .collect();
+            // Keep every seventh chunk and those of page 3; free the rest.
+            let live = |i: usize| {
+                i % 7 == 3 || (i * chunk / PAGE..=(i * chunk + chunk - 1) / PAGE).contains(&3)
+            };
+            for (i, &c) in got.iter().enumerate() {
+                if !live(i) {
+                    // SAFETY: a chunk of this pool we hold, freed once.
+                    assert!(unsafe { push(&mut pool, c) });
+                }
+            }
+            let used = pool.used();
+            // Brute force: a page is purgeable iff some chunk overlaps it
+            // and every chunk overlapping it is carved and free.
+            let mut want = 0u64;
+            for page in 0..PAGES {
+                let over: Vec<usize> = (0..cap)
+                    .filter(|&i| i * chunk < (page + 1) * PAGE && i * chunk + chunk > page * PAGE)
+                    .collect();
+                if !over.is_empty() && over.iter().all(|&i| i < carved && !live(i)) {
+                    want |= 1 << page;
+                }
+            }
+            let mask = pool.purge_free_pages(0);
+            assert_eq!(mask, want, "chunk {chunk}");
+            purged_some += (mask != 0) as usize;
+            assert_eq!(pool.used(), used);
+            // The list holds the free chunks on no purged page.
+            let on_list = |pool: &Pool| {
+                let mut v = Vec::new();
+                let mut c = pool.free;
+                while !c.is_null() {
+                    v.push((c as usize - mem as usize) / chunk);
+                    // SAFETY: free-list members hold the next link.
+                    c = unsafe { (*c).next };
+                }
+                v
+            };
+            let mut listed = on_list(&pool);
+            listed.sort_unstable();
+            let expect: Vec<usize> = (0..carved)
+                .filter(|&i| {
+                    !live(i)
+                        && mask & page_span(i * chunk / PAGE, (i * chunk + chunk - 1) / PAGE) == 0
+                })
+                .collect();
+            assert_eq!(listed, expect, "chunk {chunk}");
+            // Purging again finds nothing new.
+            assert_eq!(pool.purge_free_pages(mask), 0);
+            // Decommit as the core does, then give the chunks back.
+            if mask != 0 {
+                for page in 0..PAGES {
+                    if mask & (1 << page) != 0 {
+                        // SAFETY: a page of our allocation holding no list link.
+                        unsafe {
+                            crate::os::decommit(NonNull::new(mem.add(page * PAGE)).unwrap(), PAGE)
+                        };
+                    }
+                }
+            }
+            let back = pool.unpurge(mask);
+            let mut all = on_list(&pool);
+            assert_eq!(all.len(), listed.len() + back as usize);
+            all.sort_unstable();
+            let free: Vec<usize> = (0..carved).filter(|&i| !live(i)).collect();
+            assert_eq!(all, free, "chunk {chunk}: every free chunk listed once");
+            // SAFETY: allocated above with this layout.
+            unsafe { std::alloc::dealloc(mem, layout) };
+        }
+        assert!(purged_some * 5 >= chunks.len() * 3, "the sizes above 256 B purge pages");
+    }
+
+    #[test]
+    fn purge_is_worthwhile_only_for_sparse_pools_of_larger_chunks() {
+        let layout = std::alloc::Layout::from_size_align(64 * PAGE, PAGE).unwrap();
+        // SAFETY: a non-zero size.
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        for (chunk, live_every, want) in [(768, 10, true), (768, 2, false), (64, 10, false)] {
+            let mut pool = Pool::empty();
+            pool.init(mem, 64 * PAGE, chunk, 0, 0);
+            let cs: Vec<usize> = (0..pool.capacity())
+                .map(|_| pool.take().unwrap().0.as_ptr() as usize)
+                .collect();
+            for (i, &c) in cs.iter().enumerate() {
+                if i % live_every != 0 {
+                    // SAFETY: a chunk of this pool we hold, freed once.
+                    assert!(unsafe { push(&mut pool, c) });
+                }
+            }
+            assert_eq!(
+                pool.purge_worthwhile(0),
+                want,
+                "chunk {chunk} live 1/{live_every}"
+            );
+            // Nothing more to expect once the expected pages are purged.
+            assert!(!pool.purge_worthwhile(64));
+        }
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(mem, layout) };
+    }
+
     #[test]
     fn pool_sizes_double_to_cap_and_respect_room() {
         assert_eq!(pool_bytes(16, 0, usize::MAX), 4 * PAGE);
