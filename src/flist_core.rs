@@ -724,8 +724,17 @@ impl<P: Policy> Core<P> {
                 if (*s).is_huge() {
                     continue;
                 }
-                for slot in 0..POOLS_PER_SEGMENT {
-                    let p = Segment::pool_ptr(s, slot);
+                // The slots first (the loop changes pools, not the map; slots
+                // fit a byte).
+                const { assert!(POOLS_PER_SEGMENT <= 256) };
+                let mut slots = [0u8; POOLS_PER_SEGMENT];
+                let mut count = 0;
+                for slot in (*s).live_slots() {
+                    slots[count] = slot as u8;
+                    count += 1;
+                }
+                for &slot in &slots[..count] {
+                    let p = Segment::pool_ptr(s, slot as usize);
                     if !(*p).is_live() || (*p).used() == 0 {
                         continue;
                     }

@@ -258,6 +258,27 @@ impl Segment {
         unsafe { os::decommit(NonNull::new_unchecked(start), n * PAGE) };
     }
 
+    /// The live pool slots of this normal segment, in page order, found
+    /// through the page map (2 KiB) rather than the 256 pool headers: a
+    /// segment of a few large pools costs a few steps.
+    pub fn live_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        debug_assert!(!self.huge);
+        let mut page = HEADER_PAGES;
+        core::iter::from_fn(move || {
+            while page < PAGES_PER_SEGMENT {
+                let slot = self.page_map[page];
+                if slot == NO_POOL {
+                    page += 1;
+                    continue;
+                }
+                let (first, n) = self.pools[slot as usize].page_range();
+                page = first + n.max(1);
+                return Some(slot as usize);
+            }
+            None
+        })
+    }
+
     /// The purged bits of pages `first..first + n` (`n <= 64`), bit `i`
     /// for page `first + i`: see the `purged` field.
     pub fn purged_mask(&self, first: usize, n: usize) -> u64 {
