@@ -119,7 +119,7 @@ pub struct Stats {
     pub threads: usize,
     /// Bytes of the pools on the thread heaps' empty-pool reserves (idle
     /// heaps' included), summed over all heaps: memory kept mapped for
-    /// reuse, at most 8 MiB (and 512 pools) per heap. Pools decommitted by
+    /// reuse, at most 2 MiB (and 512 pools) per heap by default. Pools decommitted by
     /// a reclaim over the budget stay counted until they leave the reserve,
     /// so this is an upper bound on the empty bytes held.
     pub reserve_bytes: usize,
