@@ -24,9 +24,11 @@ use crate::size_class::MAX_ARENA_SIZE;
 pub(crate) const DEFAULT_RESERVE_POOLS: usize = 512;
 /// Bytes of empty pools a thread heap keeps, by default. 2 MiB: with 8 MiB
 /// the four workers of `compare`'s (d) server kept 17 to 20 MiB of empty
-/// pools at its peak (RSS 71 MiB, median of 6, against glibc's 56); with
-/// 2 MiB, 68 MiB, and no workload of `compare` faulted more (page faults
-/// within 1%, churn's within 10%).
+/// pools at its peak (RSS 71 to 73 MiB against glibc's 55 to 56); with
+/// 2 MiB, 68 to 69.5 MiB. The price, measured on a quiet machine (medians
+/// of 4): (d) server faults 29,000 pages instead of 20,000 and its time
+/// moved +2.6% (within the run-to-run noise); (b), (c), (e), (g) and the
+/// json workload fault and run as with 8 MiB (within 5% and the noise).
 pub(crate) const DEFAULT_RESERVE_BYTES: usize = 2 << 20;
 /// Milliseconds a reserve pool stays warm before a slow path (of any
 /// thread) decommits it, by default: about what mimalloc's `purge_delay`
