@@ -15,7 +15,7 @@
 use crate::error::Error;
 use crate::list::List;
 use crate::os;
-use crate::pool::{self, AvailList, Pool};
+use crate::pool::{self, AvailList, Pool, PURGE_MAX_PAGES};
 use crate::segment::{
     OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
 };
@@ -49,6 +49,14 @@ pub(crate) trait Policy: Sized {
 
     /// Takes back bytes of a pool that was released, or that failed to map.
     fn unclaim(&self, bytes: usize) {
+        let _ = bytes;
+    }
+
+    /// Counts `bytes` of wholly free pages of pools with live chunks given
+    /// back to the OS ([`Core::purge_sparse`]). They stay claimed: the
+    /// budget counts pool bytes, and the pool gets its pages back when it
+    /// needs them.
+    fn count_purged(&self, bytes: usize) {
         let _ = bytes;
     }
 
@@ -166,6 +174,11 @@ pub(crate) struct Core<P: Policy> {
     segments: List<OwnedList>,
     /// Bytes of this core's own mapping (core + slab table).
     mapping_bytes: usize,
+    /// `heap` at or above which the next new pool first gives back the
+    /// wholly free pages of sparse pools ([`Core::purge_sparse`]); raised
+    /// by an eighth of the heap (at least [`SPARSE_SCAN_MIN`]) after each
+    /// scan, so the scans cost O(log) walks of the heap as it grows.
+    next_sparse_scan: usize,
     /// The owner's answers and state.
     pub(crate) policy: P,
 }
@@ -187,6 +200,10 @@ fn empty_pool() -> *mut Pool {
 /// ([`Core::take_off_slab`]): those pools are outside a policy's reserve
 /// bounds, so only small ones stay (a slab's first three pools).
 pub(crate) const KEEP_EMPTY_MAX_BYTES: usize = 16 * PAGE;
+
+/// The least growth of a core's heap, in bytes, between two scans for
+/// sparse pools' free pages ([`Core::purge_sparse`]).
+pub(crate) const SPARSE_SCAN_MIN: usize = 4 << 20;
 
 impl<P: Policy> Core<P> {
     /// Maps a new core serving requested sizes `min..=max`.
@@ -220,6 +237,7 @@ impl<P: Policy> Core<P> {
                 heap: 0,
                 segments: List::NEW,
                 mapping_bytes: bytes,
+                next_sparse_scan: 0,
                 policy,
             });
         }
@@ -509,7 +527,8 @@ impl<P: Policy> Core<P> {
                 // of the pools a consumer is freeing into and made its
                 // frees queue them again and again (the cross-thread bench
                 // about 2.5x slower).
-                if (*pool).collect_remote() > 0 {
+                // Then the chunks on its purged pages, if any.
+                if (*pool).collect_remote() > 0 || self.unpurge(pool) {
                     continue;
                 }
                 self.avail_remove(pool);
@@ -543,7 +562,9 @@ impl<P: Policy> Core<P> {
             // slabs are in range (the pool's was cut from this table).
             unsafe {
                 let from = (*p).slab();
-                if from != idx || decommitted {
+                // Chunks on purged pages are on no list: re-cut the pool.
+                let purged = self.clear_purged(p) != 0;
+                if from != idx || decommitted || purged {
                     // A decommitted pool's free list lived in its pages.
                     (*p).reinit(chunk, idx, decommitted);
                     (*self.slab(from)).pools -= 1;
@@ -551,6 +572,12 @@ impl<P: Policy> Core<P> {
                 }
             }
             return Ok(p);
+        }
+        // The heap is about to grow: first give back what sparse pools hold
+        // free (every so often).
+        if self.heap >= self.next_sparse_scan {
+            self.purge_sparse();
+            self.next_sparse_scan = self.heap + (self.heap / 8).max(SPARSE_SCAN_MIN);
         }
         let bytes = pool::pool_bytes(chunk, held, self.policy.room(self.heap));
         if bytes == 0 || !self.policy.claim(bytes) {
@@ -611,6 +638,139 @@ impl<P: Policy> Core<P> {
                 Ok(p)
             }
         }
+    }
+
+    /// The purged marks of pool `p`'s pages (bit `i`: page `i` of the
+    /// pool), and the segment holding it when it may have some (a normal
+    /// one, the pool small enough).
+    ///
+    /// # Safety
+    /// `p` is a live pool of ours.
+    unsafe fn purged_of(p: *mut Pool) -> Option<(*mut Segment, usize, usize, u64)> {
+        // SAFETY: contract: the pool and its segment are live and ours.
+        unsafe {
+            let seg = segment_of_pool(p);
+            let (first, n) = (*p).page_range();
+            if (*seg).is_huge() || n > PURGE_MAX_PAGES {
+                return None;
+            }
+            Some((seg, first, n, (*seg).purged_mask(first, n)))
+        }
+    }
+
+    /// Clears the purged marks of pool `p`'s pages, without giving its
+    /// chunks there back (the caller re-cuts the pool); returns the marks.
+    ///
+    /// # Safety
+    /// `p` is a live pool of ours.
+    unsafe fn clear_purged(&mut self, p: *mut Pool) -> u64 {
+        // SAFETY: contract.
+        match unsafe { Self::purged_of(p) } {
+            Some((seg, first, _, mask)) if mask != 0 => {
+                // SAFETY: a live segment of ours (contract).
+                unsafe { (*seg).mark_purged(first, mask, false) };
+                mask
+            }
+            _ => 0,
+        }
+    }
+
+    /// Gives the chunks on pool `p`'s purged pages back to its free list
+    /// (faulting the pages in again); true if there were any.
+    ///
+    /// # Safety
+    /// `p` is a live pool of ours.
+    unsafe fn unpurge(&mut self, p: *mut Pool) -> bool {
+        // SAFETY: contract; the chunks overlapping purged pages are free and
+        // on no list (the segment's `purged` invariant), which is what
+        // `Pool::unpurge` relinks, and the marks go with them.
+        unsafe {
+            match Self::purged_of(p) {
+                Some((seg, first, _, mask)) if mask != 0 => {
+                    (*p).unpurge(mask);
+                    (*seg).mark_purged(first, mask, false);
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    /// Gives back to the OS the wholly free pages of the sparse pools of
+    /// this core (those with live chunks where
+    /// [`Pool::purge_worthwhile`] expects enough such pages): their free
+    /// chunks there leave the free list, the pages are decommitted and
+    /// marked purged in the segment, and the pool takes them back
+    /// ([`unpurge`](Core::unpurge)) when its free list runs dry, or re-cuts
+    /// them when it is reused empty. Memory a slab allocator keeps after a
+    /// workload frees most of its small blocks at random (glibc coalesces
+    /// such holes; a pool cannot): in the `compare` frag workload about a
+    /// third of the pages of the 257 B - 1 KiB pools. Called before the heap
+    /// grows ([`new_pool_once`](Core::new_pool_once)), every eighth of
+    /// growth; returns the bytes given back. Cost: a look at every pool
+    /// header, and two walks of the free list of each pool scanned.
+    pub fn purge_sparse(&mut self) -> usize {
+        let mut total = 0;
+        let mut seg = self.segments.head();
+        while !seg.is_null() {
+            // SAFETY: live segments of ours, whose pools are ours; a pool is
+            // purged only while live with a live chunk (so it is no
+            // reserve's), under the field invariants kept by
+            // `Pool::purge_free_pages` (its chunks there are off the free
+            // list before the pages are decommitted).
+            unsafe {
+                let s = seg;
+                seg = List::<OwnedList>::next(s);
+                if (*s).is_huge() {
+                    continue;
+                }
+                // The slots first (the loop changes pools, not the map; slots
+                // fit a byte).
+                const { assert!(POOLS_PER_SEGMENT <= 256) };
+                let mut slots = [0u8; POOLS_PER_SEGMENT];
+                let mut count = 0;
+                for slot in (*s).live_slots() {
+                    slots[count] = slot as u8;
+                    count += 1;
+                }
+                for &slot in &slots[..count] {
+                    let p = Segment::pool_ptr(s, slot as usize);
+                    if !(*p).is_live() || (*p).used() == 0 {
+                        continue;
+                    }
+                    let (first, n) = (*p).page_range();
+                    if n > PURGE_MAX_PAGES {
+                        continue;
+                    }
+                    let old = (*s).purged_mask(first, n);
+                    if !(*p).purge_worthwhile(old.count_ones()) {
+                        continue;
+                    }
+                    let mask = (*p).purge_free_pages(old);
+                    if mask == 0 {
+                        continue;
+                    }
+                    let start = (*p).start();
+                    let mut m = mask;
+                    while m != 0 {
+                        let lo = m.trailing_zeros() as usize;
+                        let run = (m >> lo).trailing_ones() as usize;
+                        os::decommit(NonNull::new_unchecked(start.add(lo * PAGE)), run * PAGE);
+                        m = if lo + run >= 64 {
+                            0
+                        } else {
+                            m & !(((1u64 << run) - 1) << lo)
+                        };
+                    }
+                    (*s).mark_purged(first, mask, true);
+                    total += mask.count_ones() as usize * PAGE;
+                }
+            }
+        }
+        if total > 0 {
+            self.policy.count_purged(total);
+        }
+        total
     }
 
     /// Maps a segment of `size` bytes owned by this core and lists it.
@@ -1171,6 +1331,7 @@ impl<P: Policy> Core<P> {
         }
         debug_assert_eq!(self.heap, 0);
         self.heap = 0;
+        self.next_sparse_scan = 0;
     }
 
     /// The first direct-table entry that is not its slab's avail head (or

@@ -22,7 +22,7 @@
 //!   still hold live chunks on the abandoned list (`abandoned.rs`); threads
 //!   adopt them when they need a pool, or when they free into one.
 //! * **Memory held**: a core keeps a reserve of empty pools (512 pools and
-//!   8 MiB by default, see `config.rs`), then hands the oldest back
+//!   2 MiB by default, see `config.rs`), then hands the oldest back
 //!   (`MADV_DONTNEED`, so RSS drops; a segment left with no pool is
 //!   unmapped). Over the budget the reserve is given back before an
 //!   allocation fails. [`trim`] does it at once.

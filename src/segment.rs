@@ -53,6 +53,13 @@ pub(crate) struct Segment {
     /// `page_map[p] != NO_POOL` iff page `p` is a pool's, and then names a
     /// live slot whose page range holds `p` (owner only).
     used: [u64; BITMAP_WORDS],
+    /// Purged pages: bit set = a page of a live pool given back to the OS
+    /// while the pool lives (`Core::purge_sparse`). Invariant: every chunk
+    /// overlapping a set page is free, below its pool's `fresh`, and on
+    /// none of the pool's lists (not on `free`, not on `remote`, not handed
+    /// out); bits are set only for pages of live pools and cleared when the
+    /// pool is released or re-cut (owner only).
+    purged: [u64; BITMAP_WORDS],
     page_map: [u16; PAGES_PER_SEGMENT],
     pools: [Pool; POOLS_PER_SEGMENT],
 }
@@ -242,12 +249,67 @@ impl Segment {
         }
         for page in first..first + n {
             self.used[page / 64] &= !(1 << (page % 64));
+            self.purged[page / 64] &= !(1 << (page % 64));
             self.page_map[page] = NO_POOL;
         }
         self.free_pages += n;
         // SAFETY: the pool's pages lie inside this live segment and hold no
         // data anyone needs (contract); `start` is page-aligned.
         unsafe { os::decommit(NonNull::new_unchecked(start), n * PAGE) };
+    }
+
+    /// The live pool slots of this normal segment, in page order, found
+    /// through the page map (2 KiB) rather than the 256 pool headers: a
+    /// segment of a few large pools costs a few steps.
+    pub fn live_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        debug_assert!(!self.huge);
+        let mut page = HEADER_PAGES;
+        core::iter::from_fn(move || {
+            while page < PAGES_PER_SEGMENT {
+                let slot = self.page_map[page];
+                if slot == NO_POOL {
+                    page += 1;
+                    continue;
+                }
+                let (first, n) = self.pools[slot as usize].page_range();
+                page = first + n.max(1);
+                return Some(slot as usize);
+            }
+            None
+        })
+    }
+
+    /// The purged bits of pages `first..first + n` (`n <= 64`), bit `i`
+    /// for page `first + i`: see the `purged` field.
+    pub fn purged_mask(&self, first: usize, n: usize) -> u64 {
+        debug_assert!(n <= 64 && first + n <= PAGES_PER_SEGMENT);
+        if n == 0 {
+            return 0;
+        }
+        let (w, b) = (first / 64, first % 64);
+        let mut mask = self.purged[w] >> b;
+        if b > 0 && w + 1 < BITMAP_WORDS {
+            mask |= self.purged[w + 1] << (64 - b);
+        }
+        if n < 64 {
+            mask &= (1u64 << n) - 1;
+        }
+        mask
+    }
+
+    /// Sets (`on`) or clears the purged bits of the pages `first + i` for
+    /// each bit `i` of `mask` (the caller keeps the field's invariant).
+    pub fn mark_purged(&mut self, first: usize, mask: u64, on: bool) {
+        let mut m = mask;
+        while m != 0 {
+            let page = first + m.trailing_zeros() as usize;
+            m &= m - 1;
+            if on {
+                self.purged[page / 64] |= 1 << (page % 64);
+            } else {
+                self.purged[page / 64] &= !(1 << (page % 64));
+            }
+        }
     }
 
     /// Bytes mapped for this segment.

@@ -71,6 +71,7 @@ pub(crate) static POOLS_ABANDONED: AtomicIsize = AtomicIsize::new(0);
 pub(crate) static POOLS_RETURNED: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static THREADS: AtomicIsize = AtomicIsize::new(0);
 pub(crate) static RESERVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static PURGED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts pool bytes and pools coming (positive) or going (negative), and
 /// segment bytes mapped or unmapped, for the global allocator's cores.
@@ -118,10 +119,17 @@ pub struct Stats {
     pub threads: usize,
     /// Bytes of the pools on the thread heaps' empty-pool reserves (idle
     /// heaps' included), summed over all heaps: memory kept mapped for
-    /// reuse, at most 8 MiB (and 512 pools) per heap. Pools decommitted by
+    /// reuse, at most 2 MiB (and 512 pools) per heap by default. Pools decommitted by
     /// a reclaim over the budget stay counted until they leave the reserve,
     /// so this is an upper bound on the empty bytes held.
     pub reserve_bytes: usize,
+    /// Bytes of wholly free pages inside pools that still hold live chunks
+    /// given back to the OS so far (cumulative): after a program frees most
+    /// of its small blocks at random, a thread heap decommits the pages of
+    /// its sparse pools that hold no live chunk before it maps new pools.
+    /// They stay counted in `flist_pool_bytes` (and the budget); a pool
+    /// faults them in again when it needs them.
+    pub purged_bytes: usize,
 }
 
 pub(crate) fn snapshot() -> Stats {
@@ -134,5 +142,6 @@ pub(crate) fn snapshot() -> Stats {
         pools_returned: POOLS_RETURNED.load(Relaxed),
         threads: get(&THREADS),
         reserve_bytes: get(&RESERVE_BYTES),
+        purged_bytes: PURGED_BYTES.load(Relaxed),
     }
 }

@@ -96,7 +96,11 @@ fn fork_child_gives_back_other_threads_reserves() {
     }
     child_ok_echo(
         "fork_child_gives_back_other_threads_reserves",
-        &[("FLISTALLOC_PURGE_DELAY", "3600000")],
+        // A reserve that holds the 6 MiB churn (the default is 2 MiB).
+        &[
+            ("FLISTALLOC_PURGE_DELAY", "3600000"),
+            ("FLISTALLOC_RESERVE_BYTES", "8M"),
+        ],
         "fork child",
     );
 }

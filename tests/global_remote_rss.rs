@@ -24,7 +24,7 @@ const MIB: usize = 1 << 20;
 /// Bytes of 1 KiB blocks A hands to B.
 const BIG: usize = 300 * MIB;
 /// The documented per-thread reserve bound (`config.rs`).
-const RESERVE_BOUND: usize = 8 * MIB;
+const RESERVE_BOUND: usize = 2 * MIB;
 /// What A's RSS may end above its start: the reserve plus slack for segment
 /// headers, the channels and the test harness.
 const RSS_BOUND: usize = RESERVE_BOUND + 16 * MIB;

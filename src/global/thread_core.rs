@@ -299,6 +299,10 @@ impl Policy for ThreadPolicy {
         stats::count(pool_bytes, pools, segment_bytes);
     }
 
+    fn count_purged(&self, bytes: usize) {
+        stats::PURGED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Unless it is its slab's last pool with room, takes the pool off its
     /// slab's list and onto the reserve, then hands the oldest reserve pools
     /// back until both bounds hold again (one out per one in is not enough
