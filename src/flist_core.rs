@@ -15,7 +15,7 @@
 use crate::error::Error;
 use crate::list::List;
 use crate::os;
-use crate::pool::{self, AvailList, Pool};
+use crate::pool::{self, AvailList, Pool, WATCH_EMPTY, WATCH_NONE, WATCH_OFF_LIST};
 use crate::segment::{
     OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
 };
@@ -392,6 +392,15 @@ impl<P: Policy> Core<P> {
         }
     }
 
+    /// The `watch` of a pool on its slab's list, not kept (see `Pool`'s
+    /// field): a core whose policy tracks empty pools hears of every free
+    /// that empties one.
+    const LISTED_WATCH: i32 = if P::TRACKS_EMPTY {
+        WATCH_EMPTY
+    } else {
+        WATCH_NONE
+    };
+
     /// Points the direct-table entries of slab `idx` at its avail list's
     /// head (or the empty pool): called after every change of that head.
     ///
@@ -420,6 +429,7 @@ impl<P: Policy> Core<P> {
         unsafe {
             let idx = (*pool).slab();
             (*self.slab(idx)).avail.push_front(pool);
+            (*pool).set_watch(Self::LISTED_WATCH);
             self.sync_direct(idx);
         }
     }
@@ -435,6 +445,7 @@ impl<P: Policy> Core<P> {
             let idx = (*pool).slab();
             (*self.slab(idx)).avail.remove(pool);
             (*pool).kept = false;
+            (*pool).set_watch(WATCH_OFF_LIST);
             self.sync_direct(idx);
         }
     }
@@ -453,6 +464,7 @@ impl<P: Policy> Core<P> {
                         break;
                     }
                     (*p).kept = false;
+                    (*p).set_watch(WATCH_OFF_LIST);
                 }
             }
         }
@@ -753,7 +765,10 @@ impl<P: Policy> Core<P> {
     }
 
     /// Puts chunk `addr` back on its pool's free list; `DoubleFree` (and
-    /// nothing changed) when the cheap check catches one.
+    /// nothing changed) when the cheap check catches one. The fast path is
+    /// the push and one compare against the pool's `watch`; everything else
+    /// (a double free, a full pool to relink, an emptied pool to report) is
+    /// out of line.
     ///
     /// # Safety
     /// `pool` is a live pool of this core; `addr` is a chunk start it
@@ -763,33 +778,32 @@ impl<P: Policy> Core<P> {
         // SAFETY: `pool` is a live pool of ours, so we may take `&mut` to
         // its header (only the owner touches it besides `remote`), and
         // `addr` is one of its carved chunk starts that nobody uses: what
-        // `pool::push` and `free_fixup` need.
+        // `pool::push_fast` needs, and `free_fixup`.
         unsafe {
-            let p = &mut *pool;
-            if !pool::push(p, addr) {
-                return Err(Error::DoubleFree { addr });
+            if pool::push_fast(&mut *pool, addr) {
+                return Ok(());
             }
-            if !p.avail.is_linked()
-                || (P::TRACKS_EMPTY && p.used() == 0 && !p.empty.is_linked() && !p.kept)
-            {
-                self.free_fixup(pool);
-            }
+            self.free_fixup(pool, addr)
         }
-        Ok(())
     }
 
-    /// The rare half of a free: relink a pool that was full, tell the
-    /// policy of a pool that emptied.
+    /// The rare half of a free, which the pool's `watch` sent here: the
+    /// checked push (a double free is refused), then relink a pool that was
+    /// full, tell the policy of a pool that emptied.
     ///
     /// # Safety
-    /// `pool` is a live pool of this core.
+    /// As [`free_in_pool`](Core::free_in_pool).
     #[cold]
     #[inline(never)]
-    unsafe fn free_fixup(&mut self, pool: *mut Pool) {
+    unsafe fn free_fixup(&mut self, pool: *mut Pool, addr: usize) -> Result<(), Error> {
         // SAFETY: `pool` is a live pool of ours (precondition), so its slab
         // is in range (it was allocated from this core's table) and its
-        // links are ours; the policy hook gets a live pool on our list.
+        // links are ours; `addr` is a carved chunk start nobody uses
+        // (`push`'s contract); the policy hook gets a live pool on our list.
         unsafe {
+            if !pool::push(&mut *pool, addr) {
+                return Err(Error::DoubleFree { addr });
+            }
             if !(*pool).avail.is_linked() {
                 self.avail_push_front(pool);
             }
@@ -798,6 +812,7 @@ impl<P: Policy> Core<P> {
                 P::pool_emptied(self, pool);
             }
         }
+        Ok(())
     }
 
     /// Puts a pool back on its slab's list of pools with room, if it has
@@ -848,6 +863,7 @@ impl<P: Policy> Core<P> {
             // reserve's bounds, one per slab.
             if !other_with_room && p.is_null() && (*pool).bytes() <= KEEP_EMPTY_MAX_BYTES {
                 (*pool).kept = true;
+                (*pool).set_watch(WATCH_NONE);
                 return false;
             }
             self.avail_remove(pool);
@@ -1203,7 +1219,29 @@ impl<P: Policy> Core<P> {
             if let Some(k) = self.direct_out_of_step() {
                 panic!("flistalloc: direct table entry {k} out of step");
             }
+            if let Some(p) = self.watch_out_of_step() {
+                panic!("flistalloc: pool {p:?} has watch {}", (*p).watch());
+            }
         }
+    }
+
+    /// The first live pool whose `watch` is not what its lists say (see
+    /// `Pool`'s field), if any.
+    #[cfg(any(test, debug_assertions))]
+    #[cfg_attr(loom, allow(dead_code))] // its tests do not run under loom
+    fn watch_out_of_step(&self) -> Option<*mut Pool> {
+        self.pools().find(|&p| {
+            // SAFETY: pools() yields live pools of ours.
+            let p = unsafe { &*p };
+            let want = if !p.avail.is_linked() {
+                WATCH_OFF_LIST
+            } else if p.kept {
+                WATCH_NONE
+            } else {
+                Self::LISTED_WATCH
+            };
+            p.watch() != want
+        })
     }
 }
 
@@ -1343,6 +1381,7 @@ mod tests {
                     held.push(c.alloc(size).unwrap().as_ptr());
                 }
                 assert_eq!(c.direct_out_of_step(), None, "after allocating {size}");
+                assert_eq!(c.watch_out_of_step(), None, "after allocating {size}");
             }
             // Free every other chunk, then pop them back through the table.
             let mut back = Vec::new();
@@ -1350,6 +1389,7 @@ mod tests {
                 c.free(*p).unwrap();
             }
             assert_eq!(c.direct_out_of_step(), None, "after freeing");
+            assert_eq!(c.watch_out_of_step(), None, "after freeing");
             // One size per slab (1000 and 1024 share one).
             for size in [8, 24, 64, 200, 1024] {
                 let before = back.len();
@@ -1380,6 +1420,7 @@ mod tests {
             }
             c.trim();
             assert_eq!(c.direct_out_of_step(), None, "after trim");
+            assert_eq!(c.watch_out_of_step(), None, "after trim");
             assert!(c.pop_direct(64).is_null(), "every pool released");
             held.clear();
             for _ in 0..100 {
