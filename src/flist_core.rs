@@ -183,6 +183,34 @@ fn empty_pool() -> *mut Pool {
     EMPTY_POOL.as_ptr().cast_mut().cast()
 }
 
+/// The part of a [`Core`] that its raw fast paths
+/// ([`Core::pop_direct_raw`], [`Core::free_owned_raw`]) read, laid out as
+/// the core's first fields (both `#[repr(C)]`, the same leading fields), and
+/// nothing else: a static stub stands for "no core" where a thread's core
+/// pointer is read (`global/threads.rs`), so those paths need no null test.
+/// A stub's direct table points every size at the empty pool (a pop fails)
+/// and its owner table holds no address (a free is not its own): both send
+/// the caller to its slow path, which tells a stub from a core.
+#[repr(C)]
+pub(crate) struct CoreStub {
+    owners: OwnerTable,
+    direct: [*mut Pool; DIRECT_ENTRIES],
+}
+
+// SAFETY: a stub is never written (no method takes `&mut`, and the raw
+// fast paths only read it); its pointers name the immutable empty pool.
+unsafe impl Sync for CoreStub {}
+
+impl CoreStub {
+    /// A stub: every pop fails, every free is not its own.
+    pub(crate) const fn new() -> CoreStub {
+        CoreStub {
+            owners: OwnerTable::NONE,
+            direct: [EMPTY_POOL.as_ptr().cast_mut().cast(); DIRECT_ENTRIES],
+        }
+    }
+}
+
 /// The largest last empty pool a slab keeps on its list
 /// ([`Core::take_off_slab`]): those pools are outside a policy's reserve
 /// bounds, so only small ones stay (a slab's first three pools).
@@ -400,6 +428,28 @@ impl<P: Policy> Core<P> {
     } else {
         WATCH_NONE
     };
+
+    /// [`pop_direct`](Core::pop_direct) through a raw pointer that may
+    /// point at a [`CoreStub`] instead (then it returns null): the global
+    /// allocator's fast path, which reads the thread's core pointer and pops
+    /// with no test of it. Reads only the direct table.
+    ///
+    /// # Safety
+    /// `size <= SMALL_MAX`; `core` points to a live core used only by the
+    /// calling thread, or to a `CoreStub`.
+    #[inline(always)]
+    pub unsafe fn pop_direct_raw(core: *mut Self, size: usize) -> *mut u8 {
+        // SAFETY: both a core and a stub start with the direct table at the
+        // same offset (`CoreStub`'s layout), read in place without a
+        // reference to a whole core; the index is below DIRECT_ENTRIES for
+        // size <= SMALL_MAX (contract); each entry is a live pool of the
+        // calling thread's core, or the never-written empty pool (the
+        // table's invariant, and the stub's), as `pop_ptr` needs.
+        unsafe {
+            let direct = core::ptr::addr_of!((*core).direct).cast::<*mut Pool>();
+            pool::pop_ptr(*direct.add(size_class::direct_index(size)))
+        }
+    }
 
     /// Points the direct-table entries of slab `idx` at its avail list's
     /// head (or the empty pool): called after every change of that head.
@@ -738,7 +788,9 @@ impl<P: Policy> Core<P> {
         unsafe { self.free_in_pool(pool, addr) }
     }
 
-    /// The free fast path of the global allocator: frees `addr` if the
+    /// The free fast path of the `Arena` (and, through
+    /// [`free_owned_raw`](Core::free_owned_raw), of the global allocator):
+    /// frees `addr` if the
     /// segment map's owner word says a normal segment of this core holds it
     /// (a bounds check, one load, one compare) and it is a chunk start there.
     /// False leaves everything unchanged and sends the caller to its full
@@ -749,16 +801,33 @@ impl<P: Policy> Core<P> {
     /// if `addr` is a chunk of this core, it is not used any more.
     #[inline(always)]
     pub unsafe fn free_owned(&mut self, addr: usize) -> bool {
-        if !self.owners.holds(addr, self as *const Core<P> as usize) {
-            return false;
-        }
-        // SAFETY: the owner word names this core, so a live normal segment
-        // of ours covers `addr` (the word's invariant), whose page map and
-        // pools are ours; a chunk start found there is handed back by the
-        // caller.
+        // SAFETY: the caller's contract, passed on; a reference is a live
+        // core.
+        unsafe { Self::free_owned_raw(self, addr) }
+    }
+
+    /// [`free_owned`](Core::free_owned) through a raw pointer that may point
+    /// at a [`CoreStub`] instead (then it returns false: a stub's owner
+    /// table holds no address): the global allocator's fast path.
+    ///
+    /// # Safety
+    /// `core` points to a live core used only by the calling thread (or
+    /// that the caller holds), or to a `CoreStub`; if `addr` is a chunk of
+    /// that core, it is not used any more.
+    #[inline(always)]
+    pub unsafe fn free_owned_raw(core: *mut Self, addr: usize) -> bool {
+        // SAFETY: both a core and a stub start with the owner table (read in
+        // place, without a reference to a whole core). Once the owner word
+        // names `core`, `core` is a real core (a stub's table holds
+        // nothing), so a live normal segment of it covers `addr` (the word's
+        // invariant), whose page map and pools are its own; a chunk start
+        // found there is handed back by the caller.
         unsafe {
+            if !(*core).owners.holds(addr, core as usize) {
+                return false;
+            }
             match pool_in_normal(Segment::from_addr(addr & !(SEGMENT_SIZE - 1)), addr) {
-                Some(pool) => self.free_in_pool(pool, addr).is_ok(),
+                Some(pool) => (*core).free_in_pool(pool, addr).is_ok(),
                 None => false,
             }
         }

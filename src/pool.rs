@@ -401,7 +401,7 @@ impl Pool {
         if off < SMALL_DIVIDEND && self.div.is_small() {
             self.div.divides_small(off)
         } else {
-            off % self.chunk_size == 0
+            off.is_multiple_of(self.chunk_size)
         }
     }
 
