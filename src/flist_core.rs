@@ -17,7 +17,7 @@ use crate::list::List;
 use crate::os;
 use crate::pool::{self, AvailList, Pool, WATCH_EMPTY, WATCH_NONE, WATCH_OFF_LIST};
 use crate::segment::{
-    OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
+    OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, POOLS_PER_SEGMENT,
 };
 use crate::segment_map::{self, OwnerTable, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
 use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE, SMALL_MAX};
@@ -1347,14 +1347,11 @@ pub(crate) fn segment_of(entry: usize, addr: usize) -> *mut Segment {
 pub(crate) unsafe fn pool_in_normal(seg: *mut Segment, addr: usize) -> Option<*mut Pool> {
     // SAFETY: the caller owns the live normal segment `seg`, so its page map
     // is stable; the page index is below PAGES_PER_SEGMENT because `addr`
-    // lies in the segment (the segment map said so); the page
-    // map names live slots only (Segment's invariant).
+    // lies in the segment (the segment map said so); the page map names a
+    // live slot, or the never-live `none` slot, which no address is a chunk
+    // start of (Segment's invariant).
     unsafe {
-        let slot = (*seg).pool_at((addr - seg as usize) / PAGE);
-        if slot == NO_POOL {
-            return None;
-        }
-        let pool = Segment::pool_ptr(seg, slot as usize);
+        let pool = Segment::pool_in_page(seg, (addr - seg as usize) / PAGE);
         (*pool).is_chunk_start_in_pages(addr).then_some(pool)
     }
 }
@@ -1400,15 +1397,13 @@ pub(crate) unsafe fn pool_of_chunk_remote(
     // SAFETY: contract: a live chunk pins its pool and the page map entries
     // of its pages.
     unsafe {
-        let slot = if entry & HUGE_FLAG != 0 {
-            0
+        let pool = if entry & HUGE_FLAG != 0 {
+            Segment::pool_ptr(seg, 0)
         } else {
-            (*seg).pool_at((addr - seg as usize) / PAGE)
+            // The `none` slot for a page of no pool: its span is 0, so no
+            // address is a chunk start of it.
+            Segment::pool_in_page(seg, (addr - seg as usize) / PAGE)
         };
-        if slot == NO_POOL {
-            return None;
-        }
-        let pool = Segment::pool_ptr(seg, slot as usize);
         (*pool).is_chunk_start_remote(addr).then_some(pool)
     }
 }

@@ -418,7 +418,8 @@ impl Pool {
     /// [`is_chunk_start`](Pool::is_chunk_start) for an address known to lie
     /// at or above `start` in a pool of a normal segment (the segment's page
     /// map put it in this pool's pages), so its offset and chunk size are
-    /// below 4 MiB: one compare and the multiply test.
+    /// below 4 MiB: one compare and the multiply test. False for the
+    /// segment's never-live `none` slot (its `fresh` is null).
     #[inline(always)]
     pub fn is_chunk_start_in_pages(&self, addr: usize) -> bool {
         debug_assert!(addr >= self.start as usize);
