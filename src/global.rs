@@ -537,3 +537,35 @@ pub fn trim() -> usize {
 pub fn stats() -> Stats {
     stats::snapshot()
 }
+
+#[cfg(all(test, not(loom), not(feature = "c-library")))]
+mod tests {
+    use super::thread_core::ThreadCore;
+    use super::threads;
+
+    /// A thread that never allocated through `Flist` (this test binary's
+    /// allocator is `System`) reads a stub on the fast paths: every pop
+    /// fails and no free is its own, so both go to the slow paths, which
+    /// read null from `current()`.
+    #[test]
+    fn fast_paths_read_a_stub_before_attach() {
+        std::thread::spawn(|| {
+            assert!(threads::current().is_null());
+            let stub = threads::current_fast();
+            assert!(!stub.is_null());
+            let x = 0u64;
+            // SAFETY: the stub is what `current_fast` returns before attach;
+            // sizes up to SMALL_MAX; nothing is freed (a stub holds nothing).
+            unsafe {
+                for size in [0, 1, 8, 64, 1000, 1024] {
+                    assert!(ThreadCore::pop_direct_raw(stub, size).is_null());
+                }
+                assert!(!ThreadCore::free_owned_raw(stub, &x as *const u64 as usize));
+                assert!(!ThreadCore::free_owned_raw(stub, 0));
+                assert!(!ThreadCore::free_owned_raw(stub, usize::MAX));
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -35,6 +35,7 @@ pub(crate) const DETACHED: usize = 1;
 /// null and `DETACHED` for everything else. (The C library's slot, in C,
 /// holds null and 1 instead; see `slot`.)
 static UNATTACHED: CoreStub = CoreStub::new();
+#[cfg(not(feature = "c-library"))]
 static DETACHED_STUB: CoreStub = CoreStub::new();
 
 /// [`UNATTACHED`] as a core pointer (never dereferenced as a whole core).
@@ -202,6 +203,7 @@ pub(crate) fn purge_expired(own: Option<&ThreadPolicy>) {
 }
 
 /// The stub that stands for `c` (null or `DETACHED`), or `c` itself.
+#[cfg(not(feature = "c-library"))]
 #[inline(always)]
 fn stub_for(c: *mut ThreadCore) -> *mut ThreadCore {
     if c.is_null() {
@@ -221,10 +223,18 @@ fn stub_for(c: *mut ThreadCore) -> *mut ThreadCore {
 pub(crate) fn current_fast() -> *mut ThreadCore {
     #[cfg(not(feature = "c-library"))]
     return CURRENT.with(|c| c.get());
-    // The C library's slot holds null or 1 (see `slot`): mapped here, at
-    // the cost of the compare the stubs save the Rust build.
+    // The C library's slot holds null or 1 (see `slot`): mapped here to a
+    // stub (either does for the fast paths), by one compare and a
+    // conditional move, where the Rust build needs none.
     #[cfg(feature = "c-library")]
-    return stub_for(slot::get());
+    {
+        let c = slot::get();
+        if c as usize <= DETACHED {
+            (&raw const UNATTACHED).cast_mut().cast()
+        } else {
+            c
+        }
+    }
 }
 
 /// This thread's core: null, `DETACHED`, or a live core only this thread uses.
