@@ -395,7 +395,7 @@ mod tests {
                 first as u32,
             );
             assert_eq!(s.pool_at(first + 3), 0);
-            let seg_ptr = seg.as_ptr();
+            let seg_ptr: *mut Segment = &raw mut *s;
             assert_eq!(
                 Segment::pool_in_page(seg_ptr, first + 3),
                 Segment::pool_ptr(seg_ptr, 0)
