@@ -15,9 +15,11 @@
 use crate::error::Error;
 use crate::list::List;
 use crate::os;
-use crate::pool::{self, AvailList, Pool, PURGE_MAX_PAGES};
+use crate::pool::{
+    self, AvailList, Pool, PURGE_MAX_PAGES, WATCH_EMPTY, WATCH_NONE, WATCH_OFF_LIST,
+};
 use crate::segment::{
-    OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, NO_POOL, POOLS_PER_SEGMENT,
+    OwnedList, Segment, HEADER_BYTES, HEADER_PAGES, MAX_NORMAL_POOL, POOLS_PER_SEGMENT,
 };
 use crate::segment_map::{self, OwnerTable, HUGE_FLAG, SEGMENT_SIZE, TAG_MASK};
 use crate::size_class::{self, DIRECT_ENTRIES, MAX_ARENA_SIZE, PAGE, SMALL_MAX};
@@ -194,6 +196,34 @@ const _: () = assert!(core::mem::align_of::<Pool>() <= core::mem::align_of::<usi
 #[inline(always)]
 fn empty_pool() -> *mut Pool {
     EMPTY_POOL.as_ptr().cast_mut().cast()
+}
+
+/// The part of a [`Core`] that its raw fast paths
+/// ([`Core::pop_direct_raw`], [`Core::free_owned_raw`]) read, laid out as
+/// the core's first fields (both `#[repr(C)]`, the same leading fields), and
+/// nothing else: a static stub stands for "no core" where a thread's core
+/// pointer is read (`global/threads.rs`), so those paths need no null test.
+/// A stub's direct table points every size at the empty pool (a pop fails)
+/// and its owner table holds no address (a free is not its own): both send
+/// the caller to its slow path, which tells a stub from a core.
+#[repr(C)]
+pub(crate) struct CoreStub {
+    owners: OwnerTable,
+    direct: [*mut Pool; DIRECT_ENTRIES],
+}
+
+// SAFETY: a stub is never written (no method takes `&mut`, and the raw
+// fast paths only read it); its pointers name the immutable empty pool.
+unsafe impl Sync for CoreStub {}
+
+impl CoreStub {
+    /// A stub: every pop fails, every free is not its own.
+    pub(crate) const fn new() -> CoreStub {
+        CoreStub {
+            owners: OwnerTable::NONE,
+            direct: [EMPTY_POOL.as_ptr().cast_mut().cast(); DIRECT_ENTRIES],
+        }
+    }
 }
 
 /// The largest last empty pool a slab keeps on its list
@@ -410,6 +440,37 @@ impl<P: Policy> Core<P> {
         }
     }
 
+    /// The `watch` of a pool on its slab's list, not kept (see `Pool`'s
+    /// field): a core whose policy tracks empty pools hears of every free
+    /// that empties one.
+    const LISTED_WATCH: i32 = if P::TRACKS_EMPTY {
+        WATCH_EMPTY
+    } else {
+        WATCH_NONE
+    };
+
+    /// [`pop_direct`](Core::pop_direct) through a raw pointer that may
+    /// point at a [`CoreStub`] instead (then it returns null): the global
+    /// allocator's fast path, which reads the thread's core pointer and pops
+    /// with no test of it. Reads only the direct table.
+    ///
+    /// # Safety
+    /// `size <= SMALL_MAX`; `core` points to a live core used only by the
+    /// calling thread, or to a `CoreStub`.
+    #[inline(always)]
+    pub unsafe fn pop_direct_raw(core: *mut Self, size: usize) -> *mut u8 {
+        // SAFETY: both a core and a stub start with the direct table at the
+        // same offset (`CoreStub`'s layout), read in place without a
+        // reference to a whole core; the index is below DIRECT_ENTRIES for
+        // size <= SMALL_MAX (contract); each entry is a live pool of the
+        // calling thread's core, or the never-written empty pool (the
+        // table's invariant, and the stub's), as `pop_ptr` needs.
+        unsafe {
+            let direct = core::ptr::addr_of!((*core).direct).cast::<*mut Pool>();
+            pool::pop_ptr(*direct.add(size_class::direct_index(size)))
+        }
+    }
+
     /// Points the direct-table entries of slab `idx` at its avail list's
     /// head (or the empty pool): called after every change of that head.
     ///
@@ -438,6 +499,7 @@ impl<P: Policy> Core<P> {
         unsafe {
             let idx = (*pool).slab();
             (*self.slab(idx)).avail.push_front(pool);
+            (*pool).set_watch(Self::LISTED_WATCH);
             self.sync_direct(idx);
         }
     }
@@ -453,6 +515,7 @@ impl<P: Policy> Core<P> {
             let idx = (*pool).slab();
             (*self.slab(idx)).avail.remove(pool);
             (*pool).kept = false;
+            (*pool).set_watch(WATCH_OFF_LIST);
             self.sync_direct(idx);
         }
     }
@@ -471,6 +534,7 @@ impl<P: Policy> Core<P> {
                         break;
                     }
                     (*p).kept = false;
+                    (*p).set_watch(WATCH_OFF_LIST);
                 }
             }
         }
@@ -886,7 +950,9 @@ impl<P: Policy> Core<P> {
         unsafe { self.free_in_pool(pool, addr) }
     }
 
-    /// The free fast path of the global allocator: frees `addr` if the
+    /// The free fast path of the `Arena` (and, through
+    /// [`free_owned_raw`](Core::free_owned_raw), of the global allocator):
+    /// frees `addr` if the
     /// segment map's owner word says a normal segment of this core holds it
     /// (a bounds check, one load, one compare) and it is a chunk start there.
     /// False leaves everything unchanged and sends the caller to its full
@@ -897,23 +963,43 @@ impl<P: Policy> Core<P> {
     /// if `addr` is a chunk of this core, it is not used any more.
     #[inline(always)]
     pub unsafe fn free_owned(&mut self, addr: usize) -> bool {
-        if !self.owners.holds(addr, self as *const Core<P> as usize) {
-            return false;
-        }
-        // SAFETY: the owner word names this core, so a live normal segment
-        // of ours covers `addr` (the word's invariant), whose page map and
-        // pools are ours; a chunk start found there is handed back by the
-        // caller.
+        // SAFETY: the caller's contract, passed on; a reference is a live
+        // core.
+        unsafe { Self::free_owned_raw(self, addr) }
+    }
+
+    /// [`free_owned`](Core::free_owned) through a raw pointer that may point
+    /// at a [`CoreStub`] instead (then it returns false: a stub's owner
+    /// table holds no address): the global allocator's fast path.
+    ///
+    /// # Safety
+    /// `core` points to a live core used only by the calling thread (or
+    /// that the caller holds), or to a `CoreStub`; if `addr` is a chunk of
+    /// that core, it is not used any more.
+    #[inline(always)]
+    pub unsafe fn free_owned_raw(core: *mut Self, addr: usize) -> bool {
+        // SAFETY: both a core and a stub start with the owner table (read in
+        // place, without a reference to a whole core). Once the owner word
+        // names `core`, `core` is a real core (a stub's table holds
+        // nothing), so a live normal segment of it covers `addr` (the word's
+        // invariant), whose page map and pools are its own; a chunk start
+        // found there is handed back by the caller.
         unsafe {
+            if !(*core).owners.holds(addr, core as usize) {
+                return false;
+            }
             match pool_in_normal(Segment::from_addr(addr & !(SEGMENT_SIZE - 1)), addr) {
-                Some(pool) => self.free_in_pool(pool, addr).is_ok(),
+                Some(pool) => (*core).free_in_pool(pool, addr).is_ok(),
                 None => false,
             }
         }
     }
 
     /// Puts chunk `addr` back on its pool's free list; `DoubleFree` (and
-    /// nothing changed) when the cheap check catches one.
+    /// nothing changed) when the cheap check catches one. The fast path is
+    /// the push and one compare against the pool's `watch`; everything else
+    /// (a double free, a full pool to relink, an emptied pool to report) is
+    /// out of line.
     ///
     /// # Safety
     /// `pool` is a live pool of this core; `addr` is a chunk start it
@@ -923,33 +1009,32 @@ impl<P: Policy> Core<P> {
         // SAFETY: `pool` is a live pool of ours, so we may take `&mut` to
         // its header (only the owner touches it besides `remote`), and
         // `addr` is one of its carved chunk starts that nobody uses: what
-        // `pool::push` and `free_fixup` need.
+        // `pool::push_fast` needs, and `free_fixup`.
         unsafe {
-            let p = &mut *pool;
-            if !pool::push(p, addr) {
-                return Err(Error::DoubleFree { addr });
+            if pool::push_fast(&mut *pool, addr) {
+                return Ok(());
             }
-            if !p.avail.is_linked()
-                || (P::TRACKS_EMPTY && p.used() == 0 && !p.empty.is_linked() && !p.kept)
-            {
-                self.free_fixup(pool);
-            }
+            self.free_fixup(pool, addr)
         }
-        Ok(())
     }
 
-    /// The rare half of a free: relink a pool that was full, tell the
-    /// policy of a pool that emptied.
+    /// The rare half of a free, which the pool's `watch` sent here: the
+    /// checked push (a double free is refused), then relink a pool that was
+    /// full, tell the policy of a pool that emptied.
     ///
     /// # Safety
-    /// `pool` is a live pool of this core.
+    /// As [`free_in_pool`](Core::free_in_pool).
     #[cold]
     #[inline(never)]
-    unsafe fn free_fixup(&mut self, pool: *mut Pool) {
+    unsafe fn free_fixup(&mut self, pool: *mut Pool, addr: usize) -> Result<(), Error> {
         // SAFETY: `pool` is a live pool of ours (precondition), so its slab
         // is in range (it was allocated from this core's table) and its
-        // links are ours; the policy hook gets a live pool on our list.
+        // links are ours; `addr` is a carved chunk start nobody uses
+        // (`push`'s contract); the policy hook gets a live pool on our list.
         unsafe {
+            if !pool::push(&mut *pool, addr) {
+                return Err(Error::DoubleFree { addr });
+            }
             if !(*pool).avail.is_linked() {
                 self.avail_push_front(pool);
             }
@@ -958,6 +1043,7 @@ impl<P: Policy> Core<P> {
                 P::pool_emptied(self, pool);
             }
         }
+        Ok(())
     }
 
     /// Puts a pool back on its slab's list of pools with room, if it has
@@ -1008,6 +1094,7 @@ impl<P: Policy> Core<P> {
             // reserve's bounds, one per slab.
             if !other_with_room && p.is_null() && (*pool).bytes() <= KEEP_EMPTY_MAX_BYTES {
                 (*pool).kept = true;
+                (*pool).set_watch(WATCH_NONE);
                 return false;
             }
             self.avail_remove(pool);
@@ -1364,7 +1451,29 @@ impl<P: Policy> Core<P> {
             if let Some(k) = self.direct_out_of_step() {
                 panic!("flistalloc: direct table entry {k} out of step");
             }
+            if let Some(p) = self.watch_out_of_step() {
+                panic!("flistalloc: pool {p:?} has watch {}", (*p).watch());
+            }
         }
+    }
+
+    /// The first live pool whose `watch` is not what its lists say (see
+    /// `Pool`'s field), if any.
+    #[cfg(any(test, debug_assertions))]
+    #[cfg_attr(loom, allow(dead_code))] // its tests do not run under loom
+    fn watch_out_of_step(&self) -> Option<*mut Pool> {
+        self.pools().find(|&p| {
+            // SAFETY: pools() yields live pools of ours.
+            let p = unsafe { &*p };
+            let want = if !p.avail.is_linked() {
+                WATCH_OFF_LIST
+            } else if p.kept {
+                WATCH_NONE
+            } else {
+                Self::LISTED_WATCH
+            };
+            p.watch() != want
+        })
     }
 }
 
@@ -1401,14 +1510,11 @@ pub(crate) fn segment_of(entry: usize, addr: usize) -> *mut Segment {
 pub(crate) unsafe fn pool_in_normal(seg: *mut Segment, addr: usize) -> Option<*mut Pool> {
     // SAFETY: the caller owns the live normal segment `seg`, so its page map
     // is stable; the page index is below PAGES_PER_SEGMENT because `addr`
-    // lies in the segment (the segment map said so); the page
-    // map names live slots only (Segment's invariant).
+    // lies in the segment (the segment map said so); the page map names a
+    // live slot, or the never-live `none` slot, which no address is a chunk
+    // start of (Segment's invariant).
     unsafe {
-        let slot = (*seg).pool_at((addr - seg as usize) / PAGE);
-        if slot == NO_POOL {
-            return None;
-        }
-        let pool = Segment::pool_ptr(seg, slot as usize);
+        let pool = Segment::pool_in_page(seg, (addr - seg as usize) / PAGE);
         (*pool).is_chunk_start_in_pages(addr).then_some(pool)
     }
 }
@@ -1454,15 +1560,13 @@ pub(crate) unsafe fn pool_of_chunk_remote(
     // SAFETY: contract: a live chunk pins its pool and the page map entries
     // of its pages.
     unsafe {
-        let slot = if entry & HUGE_FLAG != 0 {
-            0
+        let pool = if entry & HUGE_FLAG != 0 {
+            Segment::pool_ptr(seg, 0)
         } else {
-            (*seg).pool_at((addr - seg as usize) / PAGE)
+            // The `none` slot for a page of no pool: its span is 0, so no
+            // address is a chunk start of it.
+            Segment::pool_in_page(seg, (addr - seg as usize) / PAGE)
         };
-        if slot == NO_POOL {
-            return None;
-        }
-        let pool = Segment::pool_ptr(seg, slot as usize);
         (*pool).is_chunk_start_remote(addr).then_some(pool)
     }
 }
@@ -1504,6 +1608,7 @@ mod tests {
                     held.push(c.alloc(size).unwrap().as_ptr());
                 }
                 assert_eq!(c.direct_out_of_step(), None, "after allocating {size}");
+                assert_eq!(c.watch_out_of_step(), None, "after allocating {size}");
             }
             // Free every other chunk, then pop them back through the table.
             let mut back = Vec::new();
@@ -1511,6 +1616,7 @@ mod tests {
                 c.free(*p).unwrap();
             }
             assert_eq!(c.direct_out_of_step(), None, "after freeing");
+            assert_eq!(c.watch_out_of_step(), None, "after freeing");
             // One size per slab (1000 and 1024 share one).
             for size in [8, 24, 64, 200, 1024] {
                 let before = back.len();
@@ -1541,6 +1647,7 @@ mod tests {
             }
             c.trim();
             assert_eq!(c.direct_out_of_step(), None, "after trim");
+            assert_eq!(c.watch_out_of_step(), None, "after trim");
             assert!(c.pop_direct(64).is_null(), "every pool released");
             held.clear();
             for _ in 0..100 {

@@ -436,7 +436,7 @@ unsafe impl GlobalAlloc for Flist {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // No backend test: under a whole-process backend no thread core is
-        // ever attached, so `current()` is null or DETACHED and the slow
+        // ever attached, so `current_fast()` is a stub and the slow
         // path dispatches on the backend. (The C library attaches its
         // start-up thread's core whatever the backend, so its build keeps
         // the test.)
@@ -445,13 +445,11 @@ unsafe impl GlobalAlloc for Flist {
             && (!cfg!(feature = "c-library")
                 || BACKEND.load(Ordering::Acquire) == Backend::Flist as u8)
         {
-            let core = threads::current();
-            if (core as usize) > DETACHED {
-                // SAFETY: this thread's live core; size <= SMALL_MAX.
-                let p = unsafe { (*core).pop_direct(layout.size()) };
-                if !p.is_null() {
-                    return p;
-                }
+            // SAFETY: this thread's live core or a stub (`current_fast`);
+            // size <= SMALL_MAX.
+            let p = unsafe { ThreadCore::pop_direct_raw(threads::current_fast(), layout.size()) };
+            if !p.is_null() {
+                return p;
             }
         }
         // SAFETY: the caller's GlobalAlloc contract, passed on.
@@ -473,16 +471,13 @@ unsafe impl GlobalAlloc for Flist {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // No backend test: under a whole-process backend `current()` is
-        // null or DETACHED (see `alloc`), and `free_owned` only takes
+        // No backend test: under a whole-process backend `current_fast()`
+        // is a stub (see `alloc`), and `free_owned_raw` only takes
         // addresses of segments this core owns, never another allocator's.
-        let core = threads::current();
-        if core as usize > DETACHED {
-            // SAFETY: this thread's live core (checked just before), used by
-            // this thread alone; the caller hands the block back.
-            if unsafe { (*core).free_owned(ptr as usize) } {
-                return;
-            }
+        // SAFETY: this thread's live core, used by this thread alone, or a
+        // stub (`current_fast`); the caller hands the block back.
+        if unsafe { ThreadCore::free_owned_raw(threads::current_fast(), ptr as usize) } {
+            return;
         }
         // SAFETY: the caller's GlobalAlloc contract, passed on.
         unsafe { self.dealloc_slow(ptr, layout) }
@@ -594,4 +589,36 @@ pub fn trim() -> usize {
 /// ```
 pub fn stats() -> Stats {
     stats::snapshot()
+}
+
+#[cfg(all(test, not(loom), not(feature = "c-library")))]
+mod tests {
+    use super::thread_core::ThreadCore;
+    use super::threads;
+
+    /// A thread that never allocated through `Flist` (this test binary's
+    /// allocator is `System`) reads a stub on the fast paths: every pop
+    /// fails and no free is its own, so both go to the slow paths, which
+    /// read null from `current()`.
+    #[test]
+    fn fast_paths_read_a_stub_before_attach() {
+        std::thread::spawn(|| {
+            assert!(threads::current().is_null());
+            let stub = threads::current_fast();
+            assert!(!stub.is_null());
+            let x = 0u64;
+            // SAFETY: the stub is what `current_fast` returns before attach;
+            // sizes up to SMALL_MAX; nothing is freed (a stub holds nothing).
+            unsafe {
+                for size in [0, 1, 8, 64, 1000, 1024] {
+                    assert!(ThreadCore::pop_direct_raw(stub, size).is_null());
+                }
+                assert!(!ThreadCore::free_owned_raw(stub, &x as *const u64 as usize));
+                assert!(!ThreadCore::free_owned_raw(stub, 0));
+                assert!(!ThreadCore::free_owned_raw(stub, usize::MAX));
+            }
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -54,38 +54,56 @@ pub(crate) fn round_pages(n: usize) -> usize {
     (n + PAGE - 1) & !(PAGE - 1)
 }
 
-/// Exact divisibility test by a constant without a division: with
-/// `d = odd << shift` and `inv` the inverse of `odd` mod 2^64, `x % d == 0`
-/// iff `(x * inv).rotate_right(shift) <= u64::MAX / d` (Granlund &
-/// Montgomery; the rotation folds the power-of-two test into the same
-/// compare, as in Lemire et al., "Faster remainder by direct computation").
-/// One multiply, one rotate, one compare on the free path.
+/// Offsets and divisors below this are tested by [`Divisor::divides_small`].
+pub(crate) const SMALL_DIVIDEND: usize = 1 << 31;
+
+/// Exact divisibility test by a constant `d` without a division (Lemire,
+/// Kaser and Kurz, "Faster remainder by direct computation", 2019): with
+/// `m = ceil(2^64 / d)`, `x % d == 0` iff `x * m mod 2^64 < m`, for every
+/// `x` and `d` of at most 31 bits. One multiply and one compare on the free
+/// path, with one field (the older form, an inverse of the odd part and a
+/// rotation, needed three and one more instruction).
+///
+/// Why it is exact: write `m * d = 2^64 + e` with `0 <= e < d`, and
+/// `x = q * d + r` with `0 <= r < d`. Then `x * m = q * 2^64 + q * e + r * m`,
+/// so `x * m mod 2^64 = q * e + r * m` as long as that is below `2^64`; it
+/// is, since `q * e < x < 2^31` and `r * m <= (d - 1) * m = 2^64 + e - m`
+/// with `m >= 2^33 > 2^31 + e`. For `r = 0` the value is `q * e < 2^31 <=
+/// m`; for `r >= 1` it is at least `m`.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Divisor {
-    inv: u64,
-    limit: u64,
-    shift: u32,
+    /// `ceil(2^64 / d)`, or 0 when `d` is above [`SMALL_DIVIDEND`] (then
+    /// only the division tests it).
+    m: u64,
 }
 
 impl Divisor {
+    /// The test for `d >= 2`.
     pub fn new(d: usize) -> Divisor {
-        let shift = d.trailing_zeros();
-        let odd = (d >> shift) as u64;
-        // Newton's iteration doubles the correct low bits each step.
-        let mut inv = odd;
-        for _ in 0..6 {
-            inv = inv.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inv)));
-        }
+        debug_assert!(d >= 2);
         Divisor {
-            inv,
-            limit: u64::MAX / d as u64,
-            shift,
+            m: if d <= SMALL_DIVIDEND {
+                u64::MAX / d as u64 + 1
+            } else {
+                0
+            },
         }
     }
 
+    /// Whether `d` is small enough for [`divides_small`](Divisor::divides_small).
     #[inline(always)]
-    pub fn divides(&self, x: usize) -> bool {
-        (x as u64).wrapping_mul(self.inv).rotate_right(self.shift) <= self.limit
+    pub fn is_small(&self) -> bool {
+        self.m != 0
+    }
+
+    /// `x % d == 0`.
+    ///
+    /// Requires `x < SMALL_DIVIDEND` and [`is_small`](Divisor::is_small)
+    /// (checked in debug builds; outside them the answer is meaningless).
+    #[inline(always)]
+    pub fn divides_small(&self, x: usize) -> bool {
+        debug_assert!(x < SMALL_DIVIDEND && self.is_small());
+        (x as u64).wrapping_mul(self.m) < self.m
     }
 }
 
@@ -103,6 +121,13 @@ fn page_span(p0: usize, p1: usize) -> u64 {
     let n = p1 - p0 + 1;
     (if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }) << p0
 }
+/// [`Pool`]'s `watch` while the pool is on no slab list: every local free
+/// takes the cold path.
+pub(crate) const WATCH_OFF_LIST: i32 = i32::MAX;
+/// `watch` of a listed pool whose emptying the core's policy must hear of.
+pub(crate) const WATCH_EMPTY: i32 = 0;
+/// `watch` of a listed pool whose frees need nothing but the push.
+pub(crate) const WATCH_NONE: i32 = -1;
 
 /// Bit 0 of [`Pool`]'s `remote` word: the pool is on a heap's queue of pools
 /// to collect (or about to be; see the field).
@@ -114,8 +139,13 @@ pub(crate) const QUEUED: usize = 1;
 ///
 /// Only the owner of the pool's segment touches a pool header, except
 /// `remote` (any thread holding a live chunk of the pool may push onto it),
-/// `next_queued` (the thread that queues the pool) and the fields that stay fixed while the pool has a live chunk (`start`,
-/// `end`, `div`, read by [`Pool::is_chunk_start_remote`]).
+/// `next_queued` (the thread that queues the pool) and the fields that stay
+/// fixed while the pool has a live chunk (`start`, `end`, `chunk_size`,
+/// `div`, read by [`Pool::is_chunk_start_remote`]).
+///
+/// 128 bytes (a power of two, so a slot's header is one shift away from its
+/// index), with the free path's fields (`free`, `used`, `watch`, `fresh`,
+/// `start`, `div`) in the first cache line.
 #[repr(C)]
 pub(crate) struct Pool {
     /// The owner's free list. Invariant: every member is a distinct chunk
@@ -129,8 +159,20 @@ pub(crate) struct Pool {
     /// pages the segment marks purged (free, on no list:
     /// [`Pool::purge_free_pages`], [`Pool::unpurge`]).
     used: u32,
-    /// Chunks the pool holds: `(end - start) / chunk_size`.
-    capacity: u32,
+    /// The free fast path's one test of whether a pool needs more than a
+    /// push ([`push_fast`]): a local free that leaves `used` at or below
+    /// `watch` (compared as `i32`) takes the cold path (`Core::free_fixup`).
+    /// Invariant, kept by the core's `avail_*` methods and
+    /// `Core::take_off_slab`, the only places that link, unlink or keep a
+    /// pool: [`WATCH_OFF_LIST`] while the pool is on no slab list (a free
+    /// into a full pool relinks it; one into a reserve pool is a double
+    /// free), [`WATCH_EMPTY`] while it is on its slab's list in a core whose
+    /// policy tracks empty pools and it is not kept (the free that empties
+    /// it tells the policy), [`WATCH_NONE`] otherwise. A free with `used`
+    /// at 0 (a double free) leaves -1, at or below every value: the cold
+    /// path reports it. A free slot (all zero) reads 0, which no free
+    /// reaches (the page map names live pools only).
+    watch: i32,
     /// Next never-handed-out chunk. Invariant: `start <= fresh <= end`, on a
     /// chunk boundary; `fresh..end` was never handed out since the pool was
     /// (re)initialised, and reads as zero when `zeroed` is set.
@@ -142,12 +184,14 @@ pub(crate) struct Pool {
     chunk_size: usize,
     /// Divisibility test by `chunk_size`.
     div: Divisor,
+    /// Chunks the pool holds: `(end - start) / chunk_size`.
+    capacity: u32,
     /// Index in the slab table.
     slab: u32,
     /// First page (index inside the segment).
     first_page: u32,
-    /// Pages the pool spans.
-    pages: usize,
+    /// Pages the pool spans (a pool is at most 1 TiB: 2^28 pages).
+    pages: u32,
     /// Whether this header slot describes a live pool (all-zero: a free slot).
     live: bool,
     /// Whether `fresh..end` reads as zero. True for a pool whose pages were
@@ -239,16 +283,13 @@ impl Pool {
         Pool {
             free: null_mut(),
             used: 0,
-            capacity: 0,
+            watch: 0,
             fresh: null_mut(),
             end: null_mut(),
             start: null_mut(),
             chunk_size: 0,
-            div: Divisor {
-                inv: 0,
-                limit: 0,
-                shift: 0,
-            },
+            div: Divisor { m: 0 },
+            capacity: 0,
             slab: 0,
             first_page: 0,
             pages: 0,
@@ -279,7 +320,8 @@ impl Pool {
             div: Divisor::new(chunk),
             slab: slab as u32,
             first_page: page,
-            pages: bytes / PAGE,
+            pages: (bytes / PAGE) as u32,
+            watch: WATCH_OFF_LIST,
             live: true,
             zeroed: true,
             ..Pool::empty()
@@ -342,7 +384,7 @@ impl Pool {
 
     /// First page in the segment and number of pages.
     pub fn page_range(&self) -> (usize, usize) {
-        (self.first_page as usize, self.pages)
+        (self.first_page as usize, self.pages as usize)
     }
 
     /// The first byte of the pool.
@@ -352,7 +394,7 @@ impl Pool {
 
     /// Bytes of pages the pool spans.
     pub fn bytes(&self) -> usize {
-        self.pages * PAGE
+        self.pages as usize * PAGE
     }
 
     /// Whether every chunk was handed out at some point since the pool was
@@ -367,6 +409,18 @@ impl Pool {
         !self.free.is_null() || self.fresh < self.end
     }
 
+    /// Whether `off`, an offset from `start` below `end - start`, is on a
+    /// chunk boundary: the multiply test when it applies, else a division
+    /// (a huge pool's offsets may reach 1 TiB).
+    #[inline(always)]
+    fn is_boundary(&self, off: usize) -> bool {
+        if off < SMALL_DIVIDEND && self.div.is_small() {
+            self.div.divides_small(off)
+        } else {
+            off.is_multiple_of(self.chunk_size)
+        }
+    }
+
     /// Whether `addr` is the start of a chunk this pool handed out at some
     /// point (inside the carved part, on a chunk boundary).
     #[inline(always)]
@@ -374,16 +428,19 @@ impl Pool {
         let off = addr.wrapping_sub(self.start as usize);
         addr < self.fresh as usize
             && off < (self.end as usize - self.start as usize)
-            && self.div.divides(off)
+            && self.is_boundary(off)
     }
 
     /// [`is_chunk_start`](Pool::is_chunk_start) for an address known to lie
-    /// at or above `start` (the segment's page map put it in this pool's
-    /// pages): one compare fewer.
+    /// at or above `start` in a pool of a normal segment (the segment's page
+    /// map put it in this pool's pages), so its offset and chunk size are
+    /// below 4 MiB: one compare and the multiply test. False for the
+    /// segment's never-live `none` slot (its `fresh` is null).
     #[inline(always)]
     pub fn is_chunk_start_in_pages(&self, addr: usize) -> bool {
         debug_assert!(addr >= self.start as usize);
-        addr < self.fresh as usize && self.div.divides(addr - self.start as usize)
+        debug_assert!(self.end as usize - self.start as usize <= SMALL_DIVIDEND);
+        addr < self.fresh as usize && self.div.divides_small(addr - self.start as usize)
     }
 
     /// Like [`is_chunk_start`](Pool::is_chunk_start), reading only fields
@@ -392,7 +449,20 @@ impl Pool {
     #[inline(always)]
     pub fn is_chunk_start_remote(&self, addr: usize) -> bool {
         let off = addr.wrapping_sub(self.start as usize);
-        off < (self.end as usize - self.start as usize) && self.div.divides(off)
+        off < (self.end as usize - self.start as usize) && self.is_boundary(off)
+    }
+
+    /// Sets [`watch`](Pool#structfield.watch) (the core keeps it in step
+    /// with the pool's lists; see the field).
+    #[inline(always)]
+    pub fn set_watch(&mut self, watch: i32) {
+        self.watch = watch;
+    }
+
+    /// The current [`watch`](Pool#structfield.watch) (invariant checks).
+    #[cfg(any(test, debug_assertions))]
+    pub fn watch(&self) -> i32 {
+        self.watch
     }
 
     /// Takes a chunk from the free list or, failing that, from the fresh
@@ -430,7 +500,7 @@ impl Pool {
     pub fn purge_worthwhile(&self, purged_pages: u32) -> bool {
         let cap = self.capacity as u64;
         if self.used == 0
-            || self.pages > PURGE_MAX_PAGES
+            || self.pages as usize > PURGE_MAX_PAGES
             || cap as usize > PURGE_MAX_CHUNKS
             || self.free.is_null()
         {
@@ -475,7 +545,7 @@ impl Pool {
     /// free chunks in address order.
     pub fn purge_free_pages(&mut self, purged: u64) -> u64 {
         let cap = self.capacity as usize;
-        if self.pages > PURGE_MAX_PAGES || cap > PURGE_MAX_CHUNKS || cap == 0 {
+        if self.pages as usize > PURGE_MAX_PAGES || cap > PURGE_MAX_CHUNKS || cap == 0 {
             return 0;
         }
         let chunk = self.chunk_size;
@@ -500,7 +570,7 @@ impl Pool {
             }
         }
         let mut mask = 0u64;
-        for page in 0..self.pages {
+        for page in 0..self.pages as usize {
             let lo = page * PAGE / chunk;
             if lo >= carved {
                 // Fresh chunks from here on.
@@ -846,9 +916,10 @@ pub(crate) unsafe fn pop_ptr(pool: *mut Pool) -> *mut u8 {
     }
 }
 
-/// Pushes chunk `addr` back onto `pool`'s free list: the one free fast path.
-/// False, and nothing changed, when the free is a detected double free (the
-/// chunk is the free list's head, or the pool has no live chunk).
+/// Pushes chunk `addr` back onto `pool`'s free list, with every check: the
+/// free's cold path. False, and nothing changed, when the free is a
+/// detected double free (the chunk is the free list's head, or the pool has
+/// no live chunk).
 ///
 /// # Safety
 /// `addr` is a chunk start of `pool` below `fresh` (checked with
@@ -870,21 +941,74 @@ pub(crate) unsafe fn push(pool: &mut Pool, addr: usize) -> bool {
     true
 }
 
+/// The free fast path: pushes chunk `addr` back onto `pool`'s free list
+/// when that is all the free has to do, in one compare beyond the
+/// double-free check at the head: the count left is above `watch` (see the
+/// field). False, and nothing changed, otherwise: the chunk is the free
+/// list's head (a double free), the pool had no live chunk (a double free),
+/// or the pool needs relinking or its emptying told; the caller then takes
+/// its cold path ([`push`] and the fix-up).
+///
+/// # Safety
+/// As [`push`]. The link is written through a pointer with the segment
+/// mapping's exposed provenance (`Segment::create` exposes it), so whatever
+/// pointer the caller held, the write stays within the mapping.
+#[inline(always)]
+pub(crate) unsafe fn push_fast(pool: &mut Pool, addr: usize) -> bool {
+    let c = core::ptr::with_exposed_provenance_mut::<FreeChunk>(addr);
+    let head = pool.free;
+    let left = pool.used.wrapping_sub(1);
+    if c == head || (left as i32) <= pool.watch {
+        return false;
+    }
+    // SAFETY: `c` is a chunk of this pool that nobody uses (contract), so
+    // its first word is ours to write the link into.
+    unsafe { (*c).next = head };
+    pool.free = c;
+    pool.used = left;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn divisor_matches_modulo() {
-        for d in [8usize, 24, 72, 168, 4096, 5000, 12_345_672, 1 << 40] {
+        // Every x below 2^22 (a segment) for a few divisors, then samples up
+        // to 2^31 (fewer under miri, which interprets every step).
+        let (every, top) = if cfg!(miri) {
+            (4099, 1usize << 16)
+        } else {
+            (1, 1 << 22)
+        };
+        for d in [8usize, 24, 72, 168, 4096, 5000, 12_345, 3 << 20] {
             let div = Divisor::new(d);
-            for x in (0..d * 40)
-                .step_by((d / 7).max(1))
-                .chain([d * 3, d * 1000, usize::MAX - 7])
-            {
-                assert_eq!(div.divides(x), x % d == 0, "d {d} x {x}");
+            assert!(div.is_small());
+            for x in (0..top).step_by(every) {
+                assert_eq!(div.divides_small(x), x % d == 0, "d {d} x {x}");
             }
         }
+        let wide = if cfg!(miri) { 1 << 20 } else { SMALL_DIVIDEND };
+        for d in [8usize, 24, 5000, 12_345_672, (1 << 31) - 1, 1 << 31] {
+            let div = Divisor::new(d);
+            assert!(div.is_small());
+            for x in (0..wide).step_by((d / 7).max(1) * every + 13) {
+                assert_eq!(div.divides_small(x), x % d == 0, "d {d} x {x}");
+            }
+            for k in 0..SMALL_DIVIDEND / d {
+                let x = k * d;
+                for y in [x, x + 1, x.wrapping_sub(1), x + d / 2] {
+                    if y < SMALL_DIVIDEND {
+                        assert_eq!(div.divides_small(y), y % d == 0, "d {d} y {y}");
+                    }
+                }
+                if k > if cfg!(miri) { 20 } else { 1000 } {
+                    break;
+                }
+            }
+        }
+        assert!(!Divisor::new((1 << 31) + 8).is_small());
     }
 
     #[test]
@@ -893,16 +1017,22 @@ mod tests {
         let (every, chunks) = if cfg!(miri) { (37, 20) } else { (1, 600) };
         for &d in crate::size_class::slabs().iter().step_by(every) {
             let div = Divisor::new(d);
-            // Chunk starts of a whole pool and their neighbours, plus offsets
-            // off every power of two below the slab.
+            if d > SMALL_DIVIDEND {
+                assert!(!div.is_small(), "d {d}");
+                continue;
+            }
+            // Chunk starts of a whole pool and their neighbours, plus every
+            // power of two below 2^31.
             for k in 0..chunks {
                 for x in [k * d, (k * d).wrapping_sub(1), k * d + 1, k * d + d / 2] {
-                    assert_eq!(div.divides(x), x % d == 0, "d {d} x {x}");
+                    if x < SMALL_DIVIDEND {
+                        assert_eq!(div.divides_small(x), x % d == 0, "d {d} x {x}");
+                    }
                 }
             }
-            for b in 0..usize::BITS {
+            for b in 0..31 {
                 let x = 1usize << b;
-                assert_eq!(div.divides(x), x.is_multiple_of(d), "d {d} x {x}");
+                assert_eq!(div.divides_small(x), x.is_multiple_of(d), "d {d} x {x}");
             }
         }
     }
@@ -1034,6 +1164,53 @@ mod tests {
         }
         // SAFETY: allocated above with this layout.
         unsafe { std::alloc::dealloc(mem, layout) };
+    }
+
+    #[test]
+    fn pool_header_is_128_bytes() {
+        assert_eq!(core::mem::size_of::<Pool>(), 128);
+    }
+
+    /// The fast push frees only what needs nothing else, and changes
+    /// nothing otherwise; the checked push still catches both double frees.
+    #[test]
+    fn fast_push_defers_to_the_cold_path() {
+        let layout = std::alloc::Layout::from_size_align(4 * 64, PAGE).unwrap();
+        // SAFETY: a non-zero size.
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!mem.is_null());
+        // The mapping's provenance, as `Segment::create` exposes it.
+        let _ = mem.expose_provenance();
+        let mut p = Pool::empty();
+        // SAFETY: `p` is a pool over `mem`, ours; each chunk is pushed only
+        // where the test says, and the double frees are refused before any
+        // write.
+        unsafe {
+            p.init(mem, 4 * 64, 64, 0, 0);
+            let a = p.take().unwrap().0.as_ptr() as usize;
+            let b = p.take().unwrap().0.as_ptr() as usize;
+            // Off every list: always the cold path.
+            assert_eq!(p.watch(), WATCH_OFF_LIST);
+            assert!(!push_fast(&mut p, a));
+            assert_eq!(p.used(), 2);
+            p.set_watch(WATCH_EMPTY);
+            assert!(push_fast(&mut p, a));
+            // The free that empties the pool goes cold under WATCH_EMPTY...
+            assert!(!push_fast(&mut p, b));
+            p.set_watch(WATCH_NONE);
+            // ... and a double free at the head is refused either way.
+            assert!(!push_fast(&mut p, a));
+            assert!(push_fast(&mut p, b));
+            assert_eq!(p.used(), 0);
+            // A double free below the head, with no live chunk.
+            assert!(!push_fast(&mut p, a));
+            assert!(!push(&mut p, a));
+            assert!(!push(&mut p, b));
+            assert_eq!(p.used(), 0);
+            assert_eq!(pop(&mut p) as usize, b);
+            assert_eq!(pop(&mut p) as usize, a);
+            std::alloc::dealloc(mem, layout);
+        }
     }
 
     #[test]

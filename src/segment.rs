@@ -2,8 +2,9 @@
 //!
 //! The header sits in the first pages of the segment: owner, a page bitmap,
 //! a page -> pool map and the pool headers. A chunk's pool is then found in
-//! O(1): `segment = addr & !(SEGMENT_SIZE-1)`, `pool = pools[page_map[page]]`
-//! (after the segment map has said the segment is ours). A pool too large for
+//! O(1): `segment = addr & !(SEGMENT_SIZE-1)`, `pool = segment +
+//! page_map[page]` (the map holds header offsets; after the segment map has
+//! said the segment is ours). A pool too large for
 //! a normal segment gets a *huge* segment of its own (several granules, one
 //! pool in slot 0, no page map).
 //!
@@ -24,7 +25,17 @@ pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE;
 /// four or more, so this rarely binds).
 pub(crate) const POOLS_PER_SEGMENT: usize = 256;
 const BITMAP_WORDS: usize = PAGES_PER_SEGMENT / 64;
+/// What [`Segment::pool_at`] says for a page of no pool (tests).
+#[cfg(test)]
 pub(crate) const NO_POOL: u16 = u16::MAX;
+/// Byte offset of the first pool header slot from the segment's base.
+const POOLS_OFFSET: usize = core::mem::offset_of!(Segment, pools);
+/// Byte offset of the `none` slot: what the page map holds for a page of no
+/// pool.
+const NONE_OFFSET: u16 = core::mem::offset_of!(Segment, none) as u16;
+const _: () = assert!(
+    core::mem::offset_of!(Segment, none) + core::mem::size_of::<Pool>() <= u16::MAX as usize
+);
 
 #[repr(C)]
 pub(crate) struct Segment {
@@ -49,9 +60,8 @@ pub(crate) struct Segment {
     pub(crate) owned: Link<Segment>,
     /// Link in the global list of abandoned segments (under its lock).
     pub(crate) abandoned: Link<Segment>,
-    /// Page bitmap: bit set = page used by the header or a pool. Invariant:
-    /// `page_map[p] != NO_POOL` iff page `p` is a pool's, and then names a
-    /// live slot whose page range holds `p` (owner only).
+    /// Page bitmap: bit set = page used by the header or a pool (owner
+    /// only).
     used: [u64; BITMAP_WORDS],
     /// Purged pages: bit set = a page of a live pool given back to the OS
     /// while the pool lives (`Core::purge_sparse`). Invariant: every chunk
@@ -60,8 +70,17 @@ pub(crate) struct Segment {
     /// out); bits are set only for pages of live pools and cleared when the
     /// pool is released or re-cut (owner only).
     purged: [u64; BITMAP_WORDS],
+    /// Per page, the byte offset from the segment's base of the header slot
+    /// of the pool it belongs to, or of `none` (so a free finds a header by
+    /// one load and an add, with no test for "no pool": see `none`).
+    /// Invariant: not `none`'s iff page `p` is a pool's, and then a live
+    /// slot whose page range holds `p` (owner only).
     page_map: [u16; PAGES_PER_SEGMENT],
     pools: [Pool; POOLS_PER_SEGMENT],
+    /// The header the page map names for a page of no pool: an all-zero
+    /// slot, never live and never written (its `fresh` is null, so no
+    /// address is a chunk start of it, and its span is 0).
+    none: Pool,
 }
 
 /// Adapter for a core's list of the segments it owns.
@@ -137,13 +156,15 @@ impl Segment {
             (*s).abandoned = Link::NEW;
             (*s).free_pages = PAGES_PER_SEGMENT - HEADER_PAGES;
             (*s).live_pools = 0;
-            (*s).page_map = [NO_POOL; PAGES_PER_SEGMENT];
+            (*s).page_map = [NONE_OFFSET; PAGES_PER_SEGMENT];
             // Pool slots are all-zero, which is an empty slot; loom's atomics
             // must be built, so under loom each slot is written.
             #[cfg(loom)]
             for slot in 0..POOLS_PER_SEGMENT {
                 Segment::pool_ptr(s, slot).write(Pool::empty());
             }
+            #[cfg(loom)]
+            core::ptr::addr_of_mut!((*s).none).write(Pool::empty());
             for p in 0..HEADER_PAGES {
                 (*s).used[p / 64] |= 1 << (p % 64);
             }
@@ -223,7 +244,7 @@ impl Segment {
     pub fn claim(&mut self, slot: usize, first: usize, n: usize) {
         for page in first..first + n {
             self.used[page / 64] |= 1 << (page % 64);
-            self.page_map[page] = slot as u16;
+            self.page_map[page] = (POOLS_OFFSET + slot * core::mem::size_of::<Pool>()) as u16;
         }
         self.free_pages -= n;
         self.live_pools += 1;
@@ -250,7 +271,7 @@ impl Segment {
         for page in first..first + n {
             self.used[page / 64] &= !(1 << (page % 64));
             self.purged[page / 64] &= !(1 << (page % 64));
-            self.page_map[page] = NO_POOL;
+            self.page_map[page] = NONE_OFFSET;
         }
         self.free_pages += n;
         // SAFETY: the pool's pages lie inside this live segment and hold no
@@ -266,14 +287,16 @@ impl Segment {
         let mut page = HEADER_PAGES;
         core::iter::from_fn(move || {
             while page < PAGES_PER_SEGMENT {
-                let slot = self.page_map[page];
-                if slot == NO_POOL {
+                let off = self.page_map[page];
+                if off == NONE_OFFSET {
                     page += 1;
                     continue;
                 }
-                let (first, n) = self.pools[slot as usize].page_range();
+                // A slot's offset (the map's invariant): back to its index.
+                let slot = (off as usize - POOLS_OFFSET) / core::mem::size_of::<Pool>();
+                let (first, n) = self.pools[slot].page_range();
                 page = first + n.max(1);
-                return Some(slot as usize);
+                return Some(slot);
             }
             None
         })
@@ -372,10 +395,33 @@ impl Segment {
         }
     }
 
-    /// The pool slot covering page `page` of a normal segment.
-    #[inline(always)]
+    /// The pool slot covering page `page` of a normal segment, or
+    /// `NO_POOL` (tests; the allocator asks [`Segment::pool_in_page`]).
+    #[cfg(test)]
     pub fn pool_at(&self, page: usize) -> u16 {
-        self.page_map[page]
+        let off = self.page_map[page];
+        if off == NONE_OFFSET {
+            NO_POOL
+        } else {
+            ((off as usize - POOLS_OFFSET) / core::mem::size_of::<Pool>()) as u16
+        }
+    }
+
+    /// The header of the pool covering page `page` of a normal segment, or
+    /// the never-live `none` slot (whose `fresh` is null and span 0, so no
+    /// address is a chunk start of it): one load and an add.
+    ///
+    /// # Safety
+    /// `seg` is a live normal segment; `page < PAGES_PER_SEGMENT`.
+    #[inline(always)]
+    pub unsafe fn pool_in_page(seg: *mut Segment, page: usize) -> *mut Pool {
+        // SAFETY: in bounds of the live header's page map (contract); the
+        // entry is the offset of a slot of the header (the map's
+        // invariant), derived from the raw segment pointer.
+        unsafe {
+            let off = *core::ptr::addr_of!((*seg).page_map).cast::<u16>().add(page);
+            seg.cast::<u8>().add(off as usize).cast::<Pool>()
+        }
     }
 }
 
@@ -413,9 +459,23 @@ mod tests {
                 first as u32,
             );
             assert_eq!(s.pool_at(first + 3), 0);
+            let seg_ptr: *mut Segment = &raw mut *s;
+            assert_eq!(
+                Segment::pool_in_page(seg_ptr, first + 3),
+                Segment::pool_ptr(seg_ptr, 0)
+            );
+            // A page of no pool names the `none` slot: never live, and no
+            // address is a chunk start of it.
+            let none = Segment::pool_in_page(seg_ptr, first + 4);
+            assert_eq!(none, core::ptr::addr_of_mut!((*seg_ptr).none));
+            assert!(!(*none).is_live());
+            let addr = seg_ptr as usize + (first + 4) * PAGE;
+            assert!(!(*none).is_chunk_start_in_pages(addr));
+            assert!(!(*none).is_chunk_start_remote(addr));
             assert_eq!(s.find_pages(2).unwrap(), first + 4);
             s.release_pool(0);
             assert_eq!(s.pool_at(first), NO_POOL);
+            assert_eq!(Segment::pool_in_page(seg_ptr, first), none);
             assert_eq!(s.find_pages(4).unwrap(), first);
             Segment::destroy(seg);
         }

@@ -153,6 +153,13 @@ pub(crate) struct OwnerTable {
 }
 
 impl OwnerTable {
+    /// A table that holds no address (length 0): what a core stub reads
+    /// (`flist_core::CoreStub`). Its words are never read.
+    pub(crate) const NONE: OwnerTable = OwnerTable {
+        words: core::ptr::null(),
+        len: 0,
+    };
+
     /// The owner word of the granule holding `addr` (see the module docs):
     /// a bounds check and one load (tests; the allocator asks `holds`).
     #[cfg(test)]

@@ -15,7 +15,7 @@
 
 use super::abandoned::{Locked, SpinLock, ABANDONED};
 use super::thread_core::{self, IdleList, ThreadCore, ThreadPolicy};
-use crate::flist_core::Core;
+use crate::flist_core::{Core, CoreStub};
 use crate::list::List;
 use crate::size_class::LARGEST_FLIST_SIZE;
 use crate::stats;
@@ -28,10 +28,25 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 /// run): later allocations go to the fallback, frees are routed by address.
 pub(crate) const DETACHED: usize = 1;
 
+/// What this thread's slot holds before its first allocation, and once its
+/// core was detached: two static stubs (`CoreStub`: every pop through them
+/// fails, no free is theirs), so the fast paths read the slot and use it
+/// with no null test ([`current_fast`]); [`current`] turns them back into
+/// null and `DETACHED` for everything else. (The C library's slot, in C,
+/// holds null and 1 instead; see `slot`.)
+static UNATTACHED: CoreStub = CoreStub::new();
+#[cfg(not(feature = "c-library"))]
+static DETACHED_STUB: CoreStub = CoreStub::new();
+
+/// [`UNATTACHED`] as a core pointer (never dereferenced as a whole core).
+#[cfg(not(feature = "c-library"))]
+const UNATTACHED_CORE: *mut ThreadCore = (&raw const UNATTACHED).cast_mut().cast();
+
 #[cfg(not(feature = "c-library"))]
 thread_local! {
-    /// This thread's core, null before its first allocation, or `DETACHED`.
-    static CURRENT: Cell<*mut ThreadCore> = const { Cell::new(null_mut()) };
+    /// This thread's core, [`UNATTACHED`] before its first allocation, or
+    /// [`DETACHED_STUB`] after its exit.
+    static CURRENT: Cell<*mut ThreadCore> = const { Cell::new(UNATTACHED_CORE) };
 }
 
 /// The C library's thread-local slot (cargo feature `c-library`): one
@@ -187,11 +202,55 @@ pub(crate) fn purge_expired(own: Option<&ThreadPolicy>) {
     }
 }
 
+/// The stub that stands for `c` (null or `DETACHED`), or `c` itself.
+#[cfg(not(feature = "c-library"))]
+#[inline(always)]
+fn stub_for(c: *mut ThreadCore) -> *mut ThreadCore {
+    if c.is_null() {
+        (&raw const UNATTACHED).cast_mut().cast()
+    } else if c as usize == DETACHED {
+        (&raw const DETACHED_STUB).cast_mut().cast()
+    } else {
+        c
+    }
+}
+
+/// This thread's core, or a stub standing for "none" (before its first
+/// allocation, or detached): never null, for the fast paths, which only
+/// pop ([`Core::pop_direct_raw`]) and free ([`Core::free_owned_raw`])
+/// through it; both fail on a stub, and the slow path asks [`current`].
+#[inline(always)]
+pub(crate) fn current_fast() -> *mut ThreadCore {
+    #[cfg(not(feature = "c-library"))]
+    return CURRENT.with(|c| c.get());
+    // The C library's slot holds null or 1 (see `slot`): mapped here to a
+    // stub (either does for the fast paths), by one compare and a
+    // conditional move, where the Rust build needs none.
+    #[cfg(feature = "c-library")]
+    {
+        let c = slot::get();
+        if c as usize <= DETACHED {
+            (&raw const UNATTACHED).cast_mut().cast()
+        } else {
+            c
+        }
+    }
+}
+
 /// This thread's core: null, `DETACHED`, or a live core only this thread uses.
 #[inline(always)]
 pub(crate) fn current() -> *mut ThreadCore {
     #[cfg(not(feature = "c-library"))]
-    return CURRENT.with(|c| c.get());
+    {
+        let c = CURRENT.with(|c| c.get());
+        if c == (&raw const UNATTACHED).cast_mut().cast() {
+            null_mut()
+        } else if c == (&raw const DETACHED_STUB).cast_mut().cast() {
+            DETACHED as *mut ThreadCore
+        } else {
+            c
+        }
+    }
     #[cfg(feature = "c-library")]
     return slot::get();
 }
@@ -199,8 +258,9 @@ pub(crate) fn current() -> *mut ThreadCore {
 /// Sets this thread's core (or `DETACHED`).
 #[inline(always)]
 fn set_current(core: *mut ThreadCore) {
+    debug_assert!(!core.is_null());
     #[cfg(not(feature = "c-library"))]
-    CURRENT.with(|c| c.set(core));
+    CURRENT.with(|c| c.set(stub_for(core)));
     #[cfg(feature = "c-library")]
     slot::set(core);
 }
