@@ -59,7 +59,13 @@ fn next_tag() -> usize {
 /// Memory is taken from the OS in pools, each holding chunks of one slab size
 /// (see [`slabs`](crate::slabs)). Pools stay with the arena (empty ones are
 /// reused) until it is dropped or [`release`](Arena::release)d;
-/// [`trim`](Arena::trim) hands empty pools back earlier.
+/// [`trim`](Arena::trim) hands empty pools back earlier. Before the arena
+/// maps a new pool (once per eighth of growth, at least 4 MiB), the pages of
+/// its sparse pools that hold no live chunk go back to the OS
+/// (`MADV_DONTNEED`); their chunks stay the arena's and come back when their
+/// pool runs dry, and they stay counted in the capacity. This is not in the
+/// seed: a slab allocator cannot coalesce the holes a program leaves when it
+/// frees most of its small chunks at random, as glibc's malloc does.
 ///
 /// # Backends
 ///

@@ -177,9 +177,11 @@ pub(crate) struct Core<P: Policy> {
     /// Bytes of this core's own mapping (core + slab table).
     mapping_bytes: usize,
     /// `heap` at or above which the next new pool first gives back the
-    /// wholly free pages of sparse pools ([`Core::purge_sparse`]); raised
-    /// by an eighth of the heap (at least [`SPARSE_SCAN_MIN`]) after each
-    /// scan, so the scans cost O(log) walks of the heap as it grows.
+    /// wholly free pages of sparse pools ([`Core::purge_sparse`]):
+    /// [`sparse_scan_at`] of the heap after each scan, so the scans cost
+    /// O(log) walks of the heap as it grows, and lowered to
+    /// `sparse_scan_at` of the heap when a pool is released, so a heap that
+    /// shrank and grows again scans again.
     next_sparse_scan: usize,
     /// The owner's answers and state.
     pub(crate) policy: P,
@@ -234,6 +236,15 @@ pub(crate) const KEEP_EMPTY_MAX_BYTES: usize = 16 * PAGE;
 /// The least growth of a core's heap, in bytes, between two scans for
 /// sparse pools' free pages ([`Core::purge_sparse`]).
 pub(crate) const SPARSE_SCAN_MIN: usize = 4 << 20;
+
+/// The heap size, in bytes, at which a core whose heap is `heap` bytes
+/// next scans for sparse pools' free pages: an eighth more, at least
+/// [`SPARSE_SCAN_MIN`] more. Scans cost a look at every pool header, so
+/// spacing them by a fraction of the heap keeps their cost proportional to
+/// the bytes the heap grows by.
+fn sparse_scan_at(heap: usize) -> usize {
+    heap + (heap / 8).max(SPARSE_SCAN_MIN)
+}
 
 impl<P: Policy> Core<P> {
     /// Maps a new core serving requested sizes `min..=max`.
@@ -641,7 +652,7 @@ impl<P: Policy> Core<P> {
         // free (every so often).
         if self.heap >= self.next_sparse_scan {
             self.purge_sparse();
-            self.next_sparse_scan = self.heap + (self.heap / 8).max(SPARSE_SCAN_MIN);
+            self.next_sparse_scan = sparse_scan_at(self.heap);
         }
         let bytes = pool::pool_bytes(chunk, held, self.policy.room(self.heap));
         if bytes == 0 || !self.policy.claim(bytes) {
@@ -771,7 +782,8 @@ impl<P: Policy> Core<P> {
     /// such holes; a pool cannot): in the `compare` frag workload about a
     /// third of the pages of the 257 B - 1 KiB pools. Called before the heap
     /// grows ([`new_pool_once`](Core::new_pool_once)), every eighth of
-    /// growth; returns the bytes given back. Cost: a look at every pool
+    /// growth from the last scan or from the heap's size after it last
+    /// shrank; returns the bytes given back. Cost: a look at every pool
     /// header, and two walks of the free list of each pool scanned.
     pub fn purge_sparse(&mut self) -> usize {
         let mut total = 0;
@@ -1301,6 +1313,10 @@ impl<P: Policy> Core<P> {
             (*self.slab((*p).slab())).pools -= 1;
             let bytes = (*p).bytes();
             self.heap -= bytes;
+            // A heap that shrank scans again when it grows by an eighth
+            // from here, not only past its old peak (a program that frees
+            // most of its blocks and refills, round after round).
+            self.next_sparse_scan = self.next_sparse_scan.min(sparse_scan_at(self.heap));
             self.policy.count(-(bytes as isize), -1, 0);
             // A pool decommitted on a reserve gave its bytes back then.
             if !(*p).is_decommitted() {

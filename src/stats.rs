@@ -101,7 +101,12 @@ fn get(c: &AtomicIsize) -> usize {
 /// let s = flistalloc::stats();
 /// assert!(s.mapped >= s.flist_pool_bytes);
 /// ```
+///
+/// The struct is `#[non_exhaustive]`: fields are added as the allocator
+/// grows (`purged_bytes` was), so it is read, never built, outside this
+/// crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Bytes of segments mapped from the OS for the global allocator.
     pub mapped: usize,

@@ -124,8 +124,9 @@ unsafe impl Adapter for IdleList {
 /// sees the push. Either way no pool is left on the queue of a heap nobody
 /// uses: the loom model `loom_tests` below checks this on this code, and
 /// fails with either fence weakened to AcqRel. (One case stays open, as
-/// the README says: a servicer gives up at once if another thread is
-/// servicing or reaping heaps, `threads::REAP_LOCK`.)
+/// the README says: a servicer, and the exit's last look, give up at once
+/// if another thread is servicing, reaping or giving up idle heaps,
+/// `threads::REAP_LOCK`.)
 pub(crate) struct Inbox {
     /// The pools to collect, each with its `QUEUED` bit set (see
     /// `PoolQueue`).
