@@ -8,7 +8,7 @@
 //! | `FLISTALLOC_CAPACITY` | process budget in bytes (K/M/G/T suffixes), at most 1 TiB | 1 TiB, uncounted |
 //! | `FLISTALLOC_RESERVE_POOLS` | empty pools a thread keeps for reuse | 512 |
 //! | `FLISTALLOC_RESERVE_BYTES` | bytes of empty pools a thread keeps (suffixes) | 2 MiB |
-//! | `FLISTALLOC_PURGE_DELAY` | milliseconds a reserve pool stays warm before slow paths decommit it, at most 3600000 (0: at once) | 250 |
+//! | `FLISTALLOC_PURGE_DELAY` | milliseconds a reserve pool stays warm before slow paths decommit it, at most 3600000 (0: at once) | 10 |
 //!
 //! A bad value prints one line on stderr naming it and the valid values, and
 //! the default is used.
@@ -31,9 +31,14 @@ pub(crate) const DEFAULT_RESERVE_POOLS: usize = 512;
 /// json workload fault and run as with 8 MiB (within 5% and the noise).
 pub(crate) const DEFAULT_RESERVE_BYTES: usize = 2 << 20;
 /// Milliseconds a reserve pool stays warm before a slow path (of any
-/// thread) decommits it, by default: about what mimalloc's `purge_delay`
-/// and jemalloc's decay use, so an idle server shrinks within a second.
-pub(crate) const DEFAULT_PURGE_DELAY_MS: u32 = 250;
+/// thread) decommits it, by default: mimalloc 2's `purge_delay` default
+/// (mimalloc 3 uses 1 s, jemalloc's dirty decay 10 s). It was 250 ms until
+/// measured: the server example's peak RSS 55.0 -> 51.9 MiB (jemalloc
+/// 50.4 - 50.9), `compare`'s (d) server and (e) churn about 1 MiB lower, and
+/// the time of (a) json, (c) prodcons, (d) server, (e) churn and (g)
+/// threads unchanged within the noise (3 alternating runs of each child on
+/// a quiet machine).
+pub(crate) const DEFAULT_PURGE_DELAY_MS: u32 = 10;
 /// The largest purge delay accepted: one hour.
 const MAX_PURGE_DELAY_MS: usize = 3_600_000;
 
