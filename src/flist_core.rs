@@ -739,10 +739,13 @@ impl<P: Policy> Core<P> {
     /// # Safety
     /// `p` is a live pool of ours.
     unsafe fn clear_purged(&mut self, p: *mut Pool) -> u64 {
-        // SAFETY: contract.
+        // SAFETY: `p` is a live pool of ours (precondition), what
+        // `purged_of` needs.
         match unsafe { Self::purged_of(p) } {
             Some((seg, first, _, mask)) if mask != 0 => {
-                // SAFETY: a live segment of ours (contract).
+                // SAFETY: the live pool's own segment, so a live segment of
+                // ours whose purged bitmap only we write; the caller re-cuts
+                // the pool, so no chunk is left relying on the marks.
                 unsafe { (*seg).mark_purged(first, mask, false) };
                 mask
             }
