@@ -26,7 +26,7 @@ pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE;
 pub(crate) const POOLS_PER_SEGMENT: usize = 256;
 const BITMAP_WORDS: usize = PAGES_PER_SEGMENT / 64;
 /// What [`Segment::pool_at`] says for a page of no pool (tests).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) const NO_POOL: u16 = u16::MAX;
 /// Byte offset of the first pool header slot from the segment's base.
 const POOLS_OFFSET: usize = core::mem::offset_of!(Segment, pools);
@@ -397,7 +397,7 @@ impl Segment {
 
     /// The pool slot covering page `page` of a normal segment, or
     /// `NO_POOL` (tests; the allocator asks [`Segment::pool_in_page`]).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub fn pool_at(&self, page: usize) -> u16 {
         let off = self.page_map[page];
         if off == NONE_OFFSET {

@@ -32,6 +32,27 @@ fn fill(i: usize) -> u8 {
     (i % 251) as u8
 }
 
+/// Allocates `BIG_BYTES` in blocks of `BIG` bytes, block `i` filled with
+/// `fill(i + offset)`; returns them, the bytes purged meanwhile and how much
+/// RSS grew, and prints both for round `round`.
+fn refill_big(round: u32, offset: usize) -> (Vec<Box<[u8]>>, usize, usize) {
+    let purged0 = flistalloc::stats().purged_bytes;
+    let rss0 = rss();
+    let mut big: Vec<Box<[u8]>> = Vec::with_capacity(BIG_BYTES / BIG + 1);
+    for i in 0..BIG_BYTES / BIG {
+        big.push(vec![fill(i + offset); BIG].into_boxed_slice());
+    }
+    let purged = flistalloc::stats().purged_bytes - purged0;
+    let grown = rss().saturating_sub(rss0);
+    eprintln!(
+        "round {round}: purged {} KiB; RSS grew {} KiB for {} KiB of new blocks",
+        purged >> 10,
+        grown >> 10,
+        BIG_BYTES >> 10
+    );
+    (big, purged, grown)
+}
+
 #[test]
 fn sparse_pools_give_free_pages_back() {
     let mut rng = Rng::new(0x5a17);
@@ -46,21 +67,7 @@ fn sparse_pools_give_free_pages_back() {
         small[i] = None;
     }
     drop(order);
-    let purged0 = flistalloc::stats().purged_bytes;
-    let rss0 = rss();
-
-    let mut big: Vec<Box<[u8]>> = Vec::with_capacity(BIG_BYTES / BIG + 1);
-    for i in 0..BIG_BYTES / BIG {
-        big.push(vec![fill(i); BIG].into_boxed_slice());
-    }
-    let purged = flistalloc::stats().purged_bytes - purged0;
-    let grown = rss().saturating_sub(rss0);
-    eprintln!(
-        "purged {} KiB; RSS grew {} KiB for {} KiB of new blocks",
-        purged >> 10,
-        grown >> 10,
-        BIG_BYTES >> 10
-    );
+    let (big, purged, grown) = refill_big(1, 0);
     // About half of the 56 MiB of small pools holds no live block; ask for
     // a quarter.
     let small_bytes = N * 768;
@@ -121,20 +128,7 @@ fn sparse_pools_give_free_pages_back() {
         live.swap(i, rng.below(i + 1));
     }
     live.truncate(n / 10);
-    let purged0 = flistalloc::stats().purged_bytes;
-    let rss0 = rss();
-    let mut big: Vec<Box<[u8]>> = Vec::with_capacity(BIG_BYTES / BIG + 1);
-    for i in 0..BIG_BYTES / BIG {
-        big.push(vec![fill(i + 3); BIG].into_boxed_slice());
-    }
-    let purged = flistalloc::stats().purged_bytes - purged0;
-    let grown = rss().saturating_sub(rss0);
-    eprintln!(
-        "round 2: purged {} KiB; RSS grew {} KiB for {} KiB of new blocks",
-        purged >> 10,
-        grown >> 10,
-        BIG_BYTES >> 10
-    );
+    let (big, purged, grown) = refill_big(2, 3);
     assert!(
         purged >= small_bytes / 8,
         "round 2: only {purged} bytes of sparse pools given back (of {small_bytes})"

@@ -921,6 +921,18 @@ mod loom_tests {
         }
     }
 
+    /// A model heap with one live chunk, and a thread freeing that chunk
+    /// into it remotely (both models start so).
+    fn heap_and_freer() -> (Arc<Heap>, thread::JoinHandle<()>) {
+        let (heap, chunk) = Heap::new();
+        let heap = Arc::new(heap);
+        let freer = {
+            let heap = heap.clone();
+            thread::spawn(move || heap.remote_free(chunk))
+        };
+        (heap, freer)
+    }
+
     /// A thread frees a chunk into a pool of a heap whose thread exits
     /// meanwhile. No pool is stranded: at the end the chunk was collected
     /// exactly once (by the exit's `retire`, by the exit's own service, or
@@ -930,12 +942,7 @@ mod loom_tests {
     #[test]
     fn loom_exit_and_remote_free_strand_no_pool() {
         loom::model(|| {
-            let (heap, chunk) = Heap::new();
-            let heap = Arc::new(heap);
-            let freer = {
-                let heap = heap.clone();
-                thread::spawn(move || heap.remote_free(chunk))
-            };
+            let (heap, freer) = heap_and_freer();
             heap.exit();
             freer.join().unwrap();
             assert!(heap.inbox.queue.is_empty(), "a pool stranded on the queue");
@@ -953,12 +960,7 @@ mod loom_tests {
     #[test]
     fn loom_exit_remote_free_and_attach_strand_no_pool() {
         loom::model(|| {
-            let (heap, chunk) = Heap::new();
-            let heap = Arc::new(heap);
-            let freer = {
-                let heap = heap.clone();
-                thread::spawn(move || heap.remote_free(chunk))
-            };
+            let (heap, freer) = heap_and_freer();
             let next = {
                 let heap = heap.clone();
                 thread::spawn(move || heap.attach())
